@@ -1,0 +1,1 @@
+"""Framework-free core: OCI client, verification, trust roots. No Django, no Celery imports here."""

@@ -1,0 +1,64 @@
+"""The one error hierarchy of Provenance's core.
+
+Third-party exceptions are translated once, at the edge of ``core``, with ``raise ... from err``.
+Each error carries a stable ``code`` that transports (tasks, API, views) show to users.
+"""
+
+from __future__ import annotations
+
+
+class ProvenanceError(Exception):
+    """Root of every error raised by ``provenance.core``."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TransientError(ProvenanceError):
+    """Network failure, timeout, 429 or 5xx: retrying later may help."""
+
+    code = "transient"
+
+
+class RegistryError(ProvenanceError):
+    """The registry answered, but not with what was asked for (permanent)."""
+
+    code = "registry_error"
+
+
+class AuthenticationError(RegistryError):
+    """The registry refused the credentials (or demanded some that were not given)."""
+
+    code = "authentication_failed"
+
+
+class NotFoundError(RegistryError):
+    """The manifest, blob or tag does not exist."""
+
+    code = "not_found"
+
+
+class MalformedEvidenceError(ProvenanceError):
+    """Evidence could not be parsed: bad JSON, wrong media type, digest mismatch, too large."""
+
+    code = "malformed"
+
+
+class TrustRootError(ProvenanceError):
+    """A trusted root is malformed or unknown."""
+
+    code = "trust_root_invalid"
+
+
+class VerificationError(ProvenanceError):
+    """Evidence parsed but did not verify."""
+
+    code = "invalid"
