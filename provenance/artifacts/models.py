@@ -1,0 +1,98 @@
+"""Artifacts (content-addressed manifests), the tags that named them, and the evidence found for them."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class TrustStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    VERIFIED = "verified", "Verified"
+    FAILED = "failed", "Failed"
+    UNSIGNED = "unsigned", "Unsigned"
+    ERROR = "error", "Could not verify"
+
+
+class Artifact(models.Model):
+    """One manifest digest in one repository; an index's platform manifests are artifacts too."""
+
+    source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="artifacts")
+    repository = models.CharField(max_length=500)
+    digest = models.CharField(max_length=140, db_index=True)
+    media_type = models.CharField(max_length=200, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    platform = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=TrustStatus.choices, default=TrustStatus.PENDING, db_index=True)
+    status_code = models.CharField(max_length=60, blank=True)
+    status_reason = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["repository", "digest"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "repository", "digest"], name="artifact_unique_per_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in {
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        }
+
+
+class Tag(models.Model):
+    """A tag seen pointing at an artifact, with when it was first and last seen there."""
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=128)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["artifact", "name"], name="tag_unique_per_artifact")]
+
+
+class Evidence(models.Model):
+    """A signature or attestation found for an artifact, and the result of verifying it."""
+
+    class Kind(models.TextChoices):
+        SIGNATURE = "signature", "Signature"
+        ATTESTATION = "attestation", "Attestation"
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="evidence")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    format = models.CharField(max_length=40)
+    location = models.CharField(max_length=300, help_text="Where it was found, e.g. the .sig tag.")
+    digest = models.CharField(max_length=140, help_text="Digest of the layer holding the evidence.")
+    covers_digest = models.CharField(max_length=140)
+    level = models.CharField(max_length=20, default="image")
+    predicate_type = models.CharField(max_length=300, blank=True)
+    outcome = models.CharField(max_length=20)
+    identity = models.CharField(max_length=500, blank=True)
+    issuer = models.CharField(max_length=500, blank=True)
+    key = models.CharField(max_length=200, blank=True)
+    tlog = models.CharField(max_length=40, blank=True)
+    integrated_time = models.DateTimeField(null=True, blank=True)
+    checks = models.JSONField(default=list)
+    statement = models.JSONField(null=True, blank=True)
+    verified_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "location", "digest"]
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "kind", "digest"], name="evidence_unique_per_artifact"),
+        ]
+
+    @property
+    def is_verified(self) -> bool:
+        return self.outcome == "verified"
+
+    @property
+    def failures(self) -> list[dict]:
+        return [c for c in self.checks if not c.get("ok")]

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from provenance.artifacts import services
+from provenance.artifacts.models import Artifact, TrustStatus
+from provenance.core.errors import MalformedEvidenceError
+from provenance.sources.models import Source
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    artifacts = (
+        Artifact.objects.filter(parent__isnull=True)
+        .select_related("source")
+        .prefetch_related("tags", "children")
+        .order_by("repository", "digest")
+    )
+    status = request.GET.get("status", "")
+    if status in TrustStatus.values:
+        artifacts = artifacts.filter(status=status)
+    counts = dict(Artifact.objects.values_list("status").annotate(n=Count("pk")))
+    context = {
+        "artifacts": artifacts[:500],
+        "counts": [(s, label, counts.get(s, 0)) for s, label in TrustStatus.choices],
+        "status": status,
+        "sources": Source.objects.prefetch_related("scans")[:50],
+    }
+    template = "artifacts/dashboard.html#artifact-table" if request.htmx else "artifacts/dashboard.html"
+    return render(request, template, context)
+
+
+@login_required
+def artifact_detail(request: HttpRequest, digest: str) -> HttpResponse:
+    try:
+        artifact = services.find_artifact(digest)
+    except MalformedEvidenceError as err:
+        raise Http404(err.message) from err
+    if artifact is None:
+        raise Http404("no artifact with this digest")
+    context = {
+        "artifact": artifact,
+        "signatures": artifact.evidence.filter(kind="signature"),
+        "attestations": artifact.evidence.filter(kind="attestation"),
+        "children": artifact.children.all(),
+    }
+    return render(request, "artifacts/detail.html", context)

@@ -1,0 +1,935 @@
+"""A thin client for the OCI Distribution API (registries), over a synchronous ``httpx.Client``.
+
+Reads are what verification needs: manifests (by tag or digest, every fetched byte checked against its
+digest), blobs, tag lists and the OCI referrers API. Writes (``push_blob``, ``push_manifest``) exist for tests,
+the demo and benchmarks.
+
+Security notes that shaped this module:
+
+* Every response body is size-capped before and while it is read; every manifest and blob is hashed and
+  compared with the digest that was asked for (or, for a tag, with the registry's ``Docker-Content-Digest``).
+* Credentials and tokens never appear in messages or logs. Bearer tokens are only sent to the registry's own
+  origin, credentials only to the registry and to the token realm it names, never over plain HTTP unless the
+  client was built with ``insecure=True``.
+* httpx exceptions are translated once, here, into :mod:`provenance.core.errors`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import email.utils
+import json
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from provenance.core.errors import (
+    AuthenticationError,
+    MalformedEvidenceError,
+    NotFoundError,
+    RegistryError,
+    TransientError,
+)
+from provenance.core.types import INDEX_MEDIA_TYPES, Digest, MediaType
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MANIFEST_ACCEPT",
+    "Descriptor",
+    "Manifest",
+    "Registry",
+    "RegistryClient",
+    "load_json_object",
+    "parse_manifest",
+    "validate_reference",
+    "validate_repository",
+]
+
+# Strict registries (distribution 2.8) answer 404 for an OCI manifest unless its media type is accepted,
+# so always send all four.
+MANIFEST_ACCEPT = ", ".join(
+    [MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, MediaType.DOCKER_LIST, MediaType.DOCKER_MANIFEST]
+)
+DEFAULT_MAX_JSON_DEPTH = 64
+# Error bodies are only read for their message; a registry cannot make us read more than this.
+_MAX_ERROR_BODY = 8 * 1024
+_MAX_PAGES = 1000
+_MAX_RETRY_WAIT = 30.0
+_TOKEN_EXPIRY_MARGIN = 10.0
+_DEFAULT_TOKEN_LIFETIME = 60.0  # what the token spec says to assume when expires_in is absent
+
+_REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_HOST_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$")
+_CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]*))')
+_LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
+_REGISTRY_ALIASES = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Value types
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """An OCI content descriptor: what a manifest says about content it points to."""
+
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    artifact_type: str = ""
+    platform: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+    urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, value: object) -> Descriptor:
+        """Build a descriptor from its JSON object; raises :class:`MalformedEvidenceError` (``malformed_manifest``)."""
+        if not isinstance(value, dict):
+            raise MalformedEvidenceError("descriptor is not a JSON object", code="malformed_manifest")
+        media_type = value.get("mediaType", "")
+        size = value.get("size")
+        annotations = value.get("annotations") or {}
+        platform = value.get("platform")
+        urls = value.get("urls") or []
+        if (
+            not isinstance(media_type, str)
+            or not isinstance(size, int)
+            or isinstance(size, bool)
+            or size < 0
+            or not isinstance(annotations, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
+            or not (platform is None or isinstance(platform, dict))
+            or not (isinstance(urls, list) and all(isinstance(u, str) for u in urls))
+            or not isinstance(value.get("artifactType", ""), str)
+        ):
+            raise MalformedEvidenceError("descriptor has missing or mistyped fields", code="malformed_manifest")
+        digest = value.get("digest")
+        if not isinstance(digest, str):
+            raise MalformedEvidenceError("descriptor has no digest", code="malformed_manifest")
+        return cls(
+            media_type=media_type,
+            digest=Digest.parse(digest),
+            size=size,
+            annotations=dict(annotations),
+            artifact_type=value.get("artifactType", ""),
+            platform=platform,
+            urls=tuple(urls),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the descriptor as a JSON-ready dict (only fields that are set)."""
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = dict(self.platform)
+        if self.urls:
+            out["urls"] = list(self.urls)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A manifest or index exactly as fetched: its verified digest, media type, raw bytes and parsed JSON.
+
+    ``data`` is what the digest covers; ``json`` is parsed from it once, with size and depth limits.
+    """
+
+    digest: Digest
+    media_type: str
+    data: bytes = field(repr=False)
+    json: dict[str, Any] = field(repr=False, compare=False, hash=False)
+
+    @property
+    def is_index(self) -> bool:
+        """Whether this is an OCI index or a Docker manifest list."""
+        return self.media_type in INDEX_MEDIA_TYPES
+
+    @property
+    def manifests(self) -> tuple[Descriptor, ...]:
+        """The child manifests of an index (empty for an image manifest)."""
+        return self._descriptors("manifests")
+
+    @property
+    def layers(self) -> tuple[Descriptor, ...]:
+        """The layers of an image manifest (empty for an index)."""
+        return self._descriptors("layers")
+
+    @property
+    def config(self) -> Descriptor | None:
+        """The config descriptor of an image manifest, or None for an index."""
+        value = self.json.get("config")
+        return Descriptor.from_json(value) if value is not None else None
+
+    @property
+    def subject(self) -> Descriptor | None:
+        """The ``subject`` of a referrer manifest, or None."""
+        value = self.json.get("subject")
+        return Descriptor.from_json(value) if value is not None else None
+
+    @property
+    def artifact_type(self) -> str:
+        """``artifactType``, falling back to the config media type as the OCI 1.1 spec says."""
+        value = self.json.get("artifactType")
+        if isinstance(value, str) and value:
+            return value
+        config = self.config
+        return config.media_type if config is not None else ""
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The manifest's own annotations (empty when absent or mistyped)."""
+        value = self.json.get("annotations")
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        return {}
+
+    def _descriptors(self, key: str) -> tuple[Descriptor, ...]:
+        value = self.json.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise MalformedEvidenceError(f"manifest field {key!r} is not a list", code="malformed_manifest")
+        return tuple(Descriptor.from_json(item) for item in value)
+
+
+def load_json_object(
+    data: bytes, *, max_depth: int = DEFAULT_MAX_JSON_DEPTH, code: str = "malformed_manifest", what: str = "manifest"
+) -> dict[str, Any]:
+    """Parse ``data`` as a JSON object no deeper than ``max_depth``.
+
+    Returns the object. Raises :class:`MalformedEvidenceError` with ``code`` when the bytes are not UTF-8 JSON,
+    not an object, or nested too deeply. The size is the caller's to cap (before reading).
+    """
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise MalformedEvidenceError(f"{what} is not valid JSON: {str(err)[:200]}", code=code) from err
+    if not isinstance(value, dict):
+        raise MalformedEvidenceError(f"{what} is not a JSON object", code=code)
+    # json.loads only stops at the interpreter's recursion limit; walk iteratively to apply our own.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise MalformedEvidenceError(f"{what} JSON is nested deeper than {max_depth}", code=code)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return value
+
+
+def parse_manifest(data: bytes, *, digest: Digest, media_type: str = "") -> Manifest:
+    """Build a :class:`Manifest` from bytes already checked against ``digest``.
+
+    The media type is taken from the manifest's own ``mediaType`` field when present, because those bytes are
+    covered by the digest while a ``Content-Type`` header is not; ``media_type`` (the header, or a descriptor's
+    type) is the fallback, then the shape of the JSON. Raises :class:`MalformedEvidenceError`
+    (``malformed_manifest``) for bad JSON.
+    """
+    parsed = load_json_object(data)
+    declared = parsed.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise MalformedEvidenceError("manifest mediaType is not a string", code="malformed_manifest")
+    header_type = media_type.split(";", 1)[0].strip()
+    if declared:
+        resolved = declared
+    elif header_type and header_type not in {"application/json", "application/octet-stream", "text/plain"}:
+        resolved = header_type
+    else:
+        resolved = MediaType.OCI_INDEX if "manifests" in parsed else MediaType.OCI_MANIFEST
+    return Manifest(digest=digest, media_type=str(resolved), data=data, json=parsed)
+
+
+def validate_repository(repository: str) -> str:
+    """Return ``repository`` if it is a valid repository name; raises :class:`MalformedEvidenceError` otherwise.
+
+    Checked before it becomes part of a URL path, so that ``..`` or ``?`` cannot reach the registry.
+    """
+    if not isinstance(repository, str) or len(repository) > 255 or not _REPOSITORY_RE.match(repository):
+        raise MalformedEvidenceError(f"not a repository name: {str(repository)[:100]!r}", code="bad_reference")
+    return repository
+
+
+def validate_reference(reference: str | Digest) -> str | Digest:
+    """Return a tag (str) or a :class:`Digest` for ``reference``.
+
+    A string containing ``:`` is parsed as a digest. Raises :class:`MalformedEvidenceError` (``bad_reference`` or
+    ``bad_digest``) when it is neither a tag nor a digest.
+    """
+    if isinstance(reference, Digest):
+        return reference
+    if isinstance(reference, str) and ":" in reference:
+        return Digest.parse(reference)
+    if not isinstance(reference, str) or not _TAG_RE.match(reference):
+        raise MalformedEvidenceError(f"not a tag or digest: {str(reference)[:100]!r}", code="bad_reference")
+    return reference
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """The read side of a registry. :class:`RegistryClient` and ``ocilayout.OciLayout`` implement it."""
+
+    def get_manifest(self, repository: str, reference: str | Digest) -> Manifest:
+        """Return the manifest for a tag or digest; raise NotFoundError or MalformedEvidenceError."""
+        ...
+
+    def get_blob(self, repository: str, digest: Digest, *, max_bytes: int | None = None) -> bytes:
+        """Return the blob's bytes, checked against ``digest``; raise NotFoundError or MalformedEvidenceError."""
+        ...
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Return the repository's tags."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The HTTP client
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A response whose body has been read (size-capped) and whose connection is released."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: httpx.URL
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    value: str
+    expires_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class _Challenge:
+    scheme: str  # "bearer" or "basic", lower case
+    params: dict[str, str]
+
+
+class RegistryClient:
+    """A client for one registry, reusing connections; safe to share between threads.
+
+    ``registry`` is ``host[:port]``. HTTPS is used unless ``insecure=True``, which means plain HTTP (for local
+    test registries only). ``ca_file`` adds a PEM bundle of trusted CAs for TLS. Authentication is anonymous,
+    HTTP Basic, or Bearer tokens fetched from the realm the registry names (with the basic credentials when
+    given), cached per scope until they expire.
+
+    Size limits: manifests are capped at ``max_manifest_bytes``, blobs at ``max_blob_bytes`` (each call may lower
+    or raise it). 429 and 5xx answers, timeouts and connection errors are retried ``retries`` times with
+    exponential backoff (honouring ``Retry-After`` up to 30 s) before :class:`TransientError` is raised.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
+        max_manifest_bytes: int = 4 * 1024 * 1024,
+        max_blob_bytes: int = 64 * 1024 * 1024,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_connections: int = 20,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        registry = _REGISTRY_ALIASES.get(registry, registry)
+        if not isinstance(registry, str) or not _HOST_RE.match(registry):
+            raise ValueError(f"registry must be host[:port], got {str(registry)[:100]!r}")
+        if (username is None) != (password is None):
+            raise ValueError("give both username and password, or neither")
+        self.registry = registry
+        self.insecure = insecure
+        self.max_manifest_bytes = max_manifest_bytes
+        self.max_blob_bytes = max_blob_bytes
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self._base = f"{'http' if insecure else 'https'}://{registry}"
+        self._origin = urlsplit(self._base)
+        self._username = username
+        self._password = password
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _Token] = {}
+        self._uses_basic = False  # set once the registry asks for Basic, so later requests send it up front
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            verify = ssl.create_default_context(cafile=ca_file)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            verify=verify,
+            # Blob GETs may redirect to storage; httpx drops Authorization when the origin changes.
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"User-Agent": "provenance-oci/1"},
+            transport=transport,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close pooled connections. The client cannot be used afterwards."""
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        # Never show credentials.
+        authenticated = self._username is not None
+        return f"RegistryClient({self.registry!r}, insecure={self.insecure}, authenticated={authenticated})"
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    def get_manifest(self, repository: str, reference: str | Digest) -> Manifest:
+        """Fetch a manifest or index by tag or digest.
+
+        Returns a :class:`Manifest` whose digest is computed from the bytes received. Raises
+        :class:`NotFoundError` when absent, :class:`MalformedEvidenceError` with code ``digest_mismatch`` when the
+        bytes do not hash to the digest asked for (or, for a tag, to the registry's ``Docker-Content-Digest``),
+        ``too_large`` above ``max_manifest_bytes`` and ``malformed_manifest`` for bad JSON;
+        :class:`AuthenticationError`, :class:`RegistryError` and :class:`TransientError` as described on the class.
+        """
+        repository = validate_repository(repository)
+        ref = validate_reference(reference)
+        url = f"{self._base}/v2/{repository}/manifests/{ref}"
+        what = f"manifest {_describe(repository, ref)}"
+        reply = self._request(
+            "GET",
+            url,
+            scope=_pull_scope(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
+            max_bytes=self.max_manifest_bytes,
+            what=what,
+        )
+        self._check(reply, what)
+        data = reply.body
+        if isinstance(ref, Digest):
+            digest = ref
+            if not ref.matches(data):
+                raise MalformedEvidenceError(
+                    f"{what} from {self.registry}: content hashes to {Digest.of(data, ref.algorithm)}, not {ref}",
+                    code="digest_mismatch",
+                )
+        else:
+            digest = Digest.of(data)
+            header = _header_digest(reply.headers)
+            if header is not None and not header.matches(data):
+                raise MalformedEvidenceError(
+                    f"{what} from {self.registry}: content hashes to {Digest.of(data, header.algorithm)} but the "
+                    f"registry says {header}",
+                    code="digest_mismatch",
+                )
+        return parse_manifest(data, digest=digest, media_type=reply.headers.get("Content-Type", ""))
+
+    def head_manifest(self, repository: str, reference: str | Digest) -> Digest | None:
+        """Return the digest of a manifest by tag or digest, or None when it does not exist.
+
+        Uses HEAD and the ``Docker-Content-Digest`` header; falls back to a GET (and hashing) when the registry
+        does not send it. Raises :class:`AuthenticationError`, :class:`RegistryError`, :class:`TransientError`.
+        """
+        repository = validate_repository(repository)
+        ref = validate_reference(reference)
+        url = f"{self._base}/v2/{repository}/manifests/{ref}"
+        what = f"manifest {_describe(repository, ref)}"
+        reply = self._request(
+            "HEAD", url, scope=_pull_scope(repository), headers={"Accept": MANIFEST_ACCEPT}, max_bytes=0, what=what
+        )
+        if reply.status == 404:
+            return None
+        self._check(reply, what)
+        header = _header_digest(reply.headers)
+        if header is not None:
+            if isinstance(ref, Digest) and header.algorithm == ref.algorithm and header != ref:
+                raise MalformedEvidenceError(
+                    f"{what} from {self.registry}: registry answered for {header}", code="digest_mismatch"
+                )
+            return header
+        try:
+            return self.get_manifest(repository, ref).digest
+        except NotFoundError:
+            return None
+
+    def get_blob(self, repository: str, digest: Digest, *, max_bytes: int | None = None) -> bytes:
+        """Fetch a blob, streamed and capped at ``max_bytes`` (default ``max_blob_bytes``).
+
+        Returns the bytes, checked against ``digest``. Raises :class:`NotFoundError`,
+        :class:`MalformedEvidenceError` (``too_large``, ``digest_mismatch``), :class:`AuthenticationError`,
+        :class:`RegistryError`, :class:`TransientError`.
+        """
+        repository = validate_repository(repository)
+        if not isinstance(digest, Digest):
+            raise TypeError("digest must be a Digest")
+        limit = self.max_blob_bytes if max_bytes is None else max_bytes
+        what = f"blob {repository}@{digest}"
+        reply = self._request(
+            "GET",
+            f"{self._base}/v2/{repository}/blobs/{digest}",
+            scope=_pull_scope(repository),
+            max_bytes=limit,
+            what=what,
+        )
+        self._check(reply, what)
+        if not digest.matches(reply.body):
+            raise MalformedEvidenceError(
+                f"{what} from {self.registry}: content hashes to {Digest.of(reply.body, digest.algorithm)}",
+                code="digest_mismatch",
+            )
+        return reply.body
+
+    def list_tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
+        """Return every tag of ``repository``, following ``Link: <...>; rel="next"`` pages.
+
+        Raises :class:`NotFoundError` when the repository is unknown, :class:`RegistryError` when a page is not
+        the expected JSON or a next link leaves the registry, and the usual auth and transient errors.
+        """
+        repository = validate_repository(repository)
+        url = f"{self._base}/v2/{repository}/tags/list"
+        if page_size is not None:
+            url += f"?n={int(page_size)}"
+        what = f"tags of {repository}"
+        tags: list[str] = []
+        for reply in self._pages(url, scope=_pull_scope(repository), what=what, headers={}):
+            body = _load_registry_json(reply.body, what=f"{what} on {self.registry}")
+            page = body.get("tags") or []  # distribution answers "tags": null for a repository without tags
+            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                raise RegistryError(f"{what} on {self.registry}: 'tags' is not a list of strings")
+            tags.extend(page)
+        return tags
+
+    def referrers(
+        self, repository: str, digest: Digest, *, artifact_type: str | None = None
+    ) -> list[dict[str, Any]] | None:
+        """Return the descriptors (JSON dicts) of manifests whose ``subject`` is ``digest``.
+
+        Uses the OCI 1.1 referrers API. Returns None when the registry does not support it (it answers 404,
+        which a supporting registry never does); callers then fall back to the ``sha256-<hex>`` tag. When
+        ``artifact_type`` is given, only matching descriptors are returned (filtered here when the registry did
+        not). Raises :class:`RegistryError` for a malformed answer, and the usual auth and transient errors.
+        """
+        repository = validate_repository(repository)
+        url = f"{self._base}/v2/{repository}/referrers/{digest}"
+        if artifact_type:
+            url = str(httpx.URL(url, params={"artifactType": artifact_type}))
+        what = f"referrers of {repository}@{digest}"
+        found: list[dict[str, Any]] = []
+        filtered = False
+        try:
+            for reply in self._pages(
+                url, scope=_pull_scope(repository), what=what, headers={"Accept": MediaType.OCI_INDEX}
+            ):
+                body = _load_registry_json(reply.body, what=f"{what} on {self.registry}")
+                manifests = body.get("manifests") or []
+                if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+                    raise RegistryError(f"{what} on {self.registry}: 'manifests' is not a list of objects")
+                found.extend(manifests)
+                filtered = filtered or "artifactType" in reply.headers.get("OCI-Filters-Applied", "")
+        except NotFoundError:
+            return None
+        if artifact_type and not filtered:
+            found = [m for m in found if m.get("artifactType") == artifact_type]
+        return found
+
+    # -- writes (tests, demo, benchmarks) --------------------------------------------------------------------------
+
+    def push_blob(self, repository: str, data: bytes) -> Digest:
+        """Upload ``data`` as a blob (monolithic POST then PUT), skipping it when the registry already has it.
+
+        Returns its sha256 digest. Raises :class:`RegistryError` (and subclasses) or :class:`TransientError`.
+        """
+        repository = validate_repository(repository)
+        digest = Digest.of(data)
+        scope = _push_scope(repository)
+        what = f"blob {repository}@{digest}"
+        blob_url = f"{self._base}/v2/{repository}/blobs/{digest}"
+        exists = self._request("HEAD", blob_url, scope=scope, max_bytes=0, what=what)
+        if exists.status == 200:
+            return digest
+        if exists.status != 404:
+            self._check(exists, what)
+        started = self._request(
+            "POST", f"{self._base}/v2/{repository}/blobs/uploads/", scope=scope, max_bytes=_MAX_ERROR_BODY, what=what
+        )
+        self._check(started, f"upload of {what}")
+        location = started.headers.get("Location")
+        if not location:
+            raise RegistryError(f"upload of {what} to {self.registry}: no Location in the answer")
+        upload = httpx.URL(self._same_origin(location, what=f"upload of {what}"))
+        upload = upload.copy_merge_params({"digest": str(digest)})
+        finished = self._request(
+            "PUT",
+            str(upload),
+            scope=scope,
+            headers={"Content-Type": "application/octet-stream"},
+            content=data,
+            max_bytes=_MAX_ERROR_BODY,
+            what=what,
+        )
+        self._check(finished, f"upload of {what}")
+        return digest
+
+    def push_manifest(self, repository: str, reference: str | Digest, data: bytes, media_type: str) -> Digest:
+        """Upload a manifest under a tag or its digest. Returns the digest of ``data``.
+
+        Raises :class:`MalformedEvidenceError` (``digest_mismatch``) when ``reference`` is a digest other than that
+        of ``data``, or when the registry reports a different digest; :class:`RegistryError` when it refuses the
+        manifest (for example because a referenced blob is missing), and the usual auth and transient errors.
+        """
+        repository = validate_repository(repository)
+        ref = validate_reference(reference)
+        digest = Digest.of(data, ref.algorithm if isinstance(ref, Digest) else "sha256")
+        if isinstance(ref, Digest) and ref != digest:
+            raise MalformedEvidenceError(f"manifest bytes hash to {digest}, not {ref}", code="digest_mismatch")
+        if len(data) > self.max_manifest_bytes:
+            raise MalformedEvidenceError(
+                f"manifest is {len(data)} bytes, over the {self.max_manifest_bytes} byte limit", code="too_large"
+            )
+        what = f"manifest {_describe(repository, ref)}"
+        reply = self._request(
+            "PUT",
+            f"{self._base}/v2/{repository}/manifests/{ref}",
+            scope=_push_scope(repository),
+            headers={"Content-Type": media_type},
+            content=data,
+            max_bytes=_MAX_ERROR_BODY,
+            what=what,
+        )
+        self._check(reply, f"push of {what}")
+        header = _header_digest(reply.headers)
+        if header is not None and header.algorithm == digest.algorithm and header != digest:
+            raise MalformedEvidenceError(
+                f"push of {what} to {self.registry}: registry stored {header}, expected {digest}",
+                code="digest_mismatch",
+            )
+        return digest
+
+    # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def _pages(self, url: str, *, scope: str, what: str, headers: dict[str, str]) -> Iterator[_Reply]:
+        """Yield successive pages of a paginated JSON listing (checked replies)."""
+        for _ in range(_MAX_PAGES):
+            reply = self._request(
+                "GET", url, scope=scope, headers=headers, max_bytes=self.max_manifest_bytes, what=what
+            )
+            self._check(reply, what)
+            yield reply
+            match = _LINK_NEXT_RE.search(reply.headers.get("Link", ""))
+            if not match:
+                return
+            # The next link is relative to the page; it must not take our credentials elsewhere.
+            url = self._same_origin(urljoin(str(reply.url), match.group(1)), what=what)
+        raise RegistryError(f"{what} on {self.registry}: more than {_MAX_PAGES} pages")
+
+    def _same_origin(self, url: str, *, what: str) -> str:
+        """Resolve ``url`` against the registry and refuse it when it points at another host."""
+        resolved = urlsplit(urljoin(self._base + "/", url))
+        if resolved.netloc != self._origin.netloc:
+            raise RegistryError(f"{what}: registry {self.registry} sent a URL for another host ({resolved.netloc})")
+        # Keep our scheme: a proxy that rewrites https to http must not downgrade us.
+        return resolved._replace(scheme=self._origin.scheme).geturl()
+
+    def _check(self, reply: _Reply, what: str) -> None:
+        """Raise the error that an unsuccessful status means."""
+        status = reply.status
+        if 200 <= status < 300:
+            return
+        detail = _error_detail(reply.body)
+        suffix = f": {detail}" if detail else ""
+        if status in (401, 403):
+            raise AuthenticationError(f"authentication failed for {self.registry}: {what}: HTTP {status}{suffix}")
+        if status == 404:
+            raise NotFoundError(f"{what} not found on {self.registry}{suffix}")
+        if status == 429 or status >= 500:
+            raise TransientError(f"{what}: {self.registry} answered HTTP {status}{suffix}")
+        raise RegistryError(f"{what}: {self.registry} answered HTTP {status}{suffix}")
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str,
+        what: str,
+        max_bytes: int,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> _Reply:
+        """Send a request with authentication and retries; return the reply with its body read.
+
+        Successful bodies are capped at ``max_bytes`` (``too_large``), error bodies at a few KiB. Every request
+        here is safe to repeat (reads, and content-addressed writes), so all of them are retried.
+        """
+        attempt = 0
+        authenticated = False  # whether credentials were freshly obtained for this request
+        while True:
+            auth = self._auth_headers(scope, url)
+            request = self._http.build_request(method, url, headers=auth | (headers or {}), content=content)
+            try:
+                response = self._http.send(request, stream=True)
+                try:
+                    status = response.status_code
+                    if status == 401 and not authenticated:
+                        # Authenticate once; a cached token that was refused is replaced once, too.
+                        _drain(response)
+                        authenticated = True
+                        if self._authenticate(response.headers, scope=scope, had_auth=bool(auth)):
+                            continue
+                    if (status == 429 or status >= 500) and attempt < self.retries:
+                        wait = self._retry_wait(attempt, response.headers.get("Retry-After"))
+                        if wait is not None:
+                            _drain(response)
+                            attempt += 1
+                            logger.info("%s: %s answered %s; retrying in %.2fs", what, self.registry, status, wait)
+                            time.sleep(wait)
+                            continue
+                    ok = 200 <= status < 300
+                    body = _read_capped(response, max_bytes if ok else _MAX_ERROR_BODY, what=what, strict=ok)
+                    return _Reply(status, response.headers, body, response.url)
+                finally:
+                    response.close()
+            except httpx.TimeoutException as err:
+                failure: httpx.TransportError = err
+                reason = f"timed out after {self._http.timeout.read}s ({type(err).__name__})"
+            except httpx.TransportError as err:
+                failure = err
+                reason = f"{type(err).__name__}: {err}"
+            except httpx.HTTPError as err:  # e.g. too many redirects
+                raise RegistryError(f"{what}: {self.registry}: {type(err).__name__}: {err}") from err
+            if attempt >= self.retries:
+                raise TransientError(f"{what}: could not reach {self.registry}: {reason}") from failure
+            wait = self._retry_wait(attempt, None) or 0.0
+            attempt += 1
+            logger.info("%s: %s unreachable (%s); retrying in %.2fs", what, self.registry, reason, wait)
+            time.sleep(wait)
+
+    def _retry_wait(self, attempt: int, retry_after: str | None) -> float | None:
+        """Seconds to wait before the next attempt; None when the registry asks for longer than we will wait."""
+        if retry_after:
+            seconds = _parse_retry_after(retry_after)
+            if seconds is not None:
+                return seconds if seconds <= _MAX_RETRY_WAIT else None
+        # Jitter (50-100% of the step) keeps many workers from retrying in lockstep.
+        return min(_MAX_RETRY_WAIT, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not secrecy)
+
+    # -- authentication -------------------------------------------------------------------------------------------
+
+    def _auth_headers(self, scope: str, url: str) -> dict[str, str]:
+        if urlsplit(url).netloc != self._origin.netloc:
+            return {}
+        with self._lock:
+            token = self._tokens.get(scope)
+            if token is not None and token.expires_at > time.monotonic():
+                return {"Authorization": f"Bearer {token.value}"}
+            uses_basic = self._uses_basic
+        if uses_basic and self._username is not None:
+            return {"Authorization": self._basic_header()}
+        return {}
+
+    def _basic_header(self) -> str:
+        raw = f"{self._username}:{self._password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    def _authenticate(self, headers: httpx.Headers, *, scope: str, had_auth: bool) -> bool:
+        """React to a 401: prepare credentials for a retry. Returns False when retrying cannot help."""
+        challenge = _parse_challenge(headers.get_list("WWW-Authenticate"))
+        if challenge is None:
+            return False
+        if challenge.scheme == "basic":
+            if self._username is None:
+                raise AuthenticationError(
+                    f"authentication failed for {self.registry}: the registry requires credentials"
+                )
+            with self._lock:
+                already = self._uses_basic
+                self._uses_basic = True
+            # Retry unless our credentials were already sent and refused.
+            return not (already and had_auth)
+        with self._lock:
+            self._tokens.pop(scope, None)
+        self._fetch_token(challenge.params, scope=scope)
+        return True
+
+    def _fetch_token(self, params: dict[str, str], *, scope: str) -> None:
+        """Get a bearer token for ``scope`` from the realm in the challenge and cache it."""
+        realm = params.get("realm", "")
+        parts = urlsplit(realm)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise AuthenticationError(
+                f"authentication failed for {self.registry}: unusable token realm {realm[:200]!r}"
+            )
+        if parts.scheme == "http" and not self.insecure:
+            raise AuthenticationError(
+                f"authentication failed for {self.registry}: token realm {realm[:200]!r} is plain HTTP"
+            )
+        # Ask for what the challenge names and for what this kind of request needs: a HEAD before a push is
+        # challenged for "pull" only, and a pull-only token cached under the push scope would be refused next.
+        scopes = params.get("scope", "").split()
+        if scope not in scopes:
+            scopes.append(scope)
+        query: list[tuple[str, str]] = [("scope", s) for s in scopes]
+        if params.get("service"):
+            query.insert(0, ("service", params["service"]))
+        headers = {"Authorization": self._basic_header()} if self._username is not None else {}
+        what = f"token for {self.registry} ({' '.join(scopes)})"
+        try:
+            with self._http.stream("GET", realm, params=query, headers=headers) as response:
+                status = response.status_code
+                body = _read_capped(response, 64 * 1024, what=what, strict=status == 200)
+        except httpx.TimeoutException as err:
+            raise TransientError(f"{what}: the token service timed out") from err
+        except httpx.HTTPError as err:
+            raise TransientError(f"{what}: could not reach the token service: {type(err).__name__}: {err}") from err
+        if status in (401, 403):
+            who = "credentials" if self._username is not None else "anonymous request"
+            raise AuthenticationError(
+                f"authentication failed for {self.registry}: the token service refused the {who} (HTTP {status})"
+            )
+        if status == 429 or status >= 500:
+            raise TransientError(f"{what}: the token service answered HTTP {status}")
+        if status != 200:
+            raise AuthenticationError(
+                f"authentication failed for {self.registry}: the token service answered HTTP {status}"
+            )
+        try:
+            payload = load_json_object(body, code="malformed_token", what="token response")
+        except MalformedEvidenceError as err:
+            raise AuthenticationError(f"authentication failed for {self.registry}: {err.message}") from err
+        token = payload.get("token") or payload.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(f"authentication failed for {self.registry}: token response has no token")
+        expires_in = payload.get("expires_in")
+        lifetime = _DEFAULT_TOKEN_LIFETIME
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+            lifetime = float(expires_in)
+        expires_at = time.monotonic() + max(1.0, lifetime - _TOKEN_EXPIRY_MARGIN)
+        with self._lock:
+            self._tokens[scope] = _Token(token, expires_at)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def _push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+def _describe(repository: str, reference: str | Digest) -> str:
+    return f"{repository}@{reference}" if isinstance(reference, Digest) else f"{repository}:{reference}"
+
+
+def _header_digest(headers: httpx.Headers) -> Digest | None:
+    value = headers.get("Docker-Content-Digest")
+    if not value:
+        return None
+    try:
+        return Digest.parse(value.strip())
+    except MalformedEvidenceError:
+        return None  # a garbled header is not evidence of anything; the bytes are still checked
+
+
+def _parse_challenge(values: list[str]) -> _Challenge | None:
+    """Pick the Bearer (preferred) or Basic challenge from ``WWW-Authenticate`` headers."""
+    found: dict[str, _Challenge] = {}
+    for value in values:
+        scheme, _, rest = value.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme in ("bearer", "basic") and scheme not in found:
+            params = {
+                m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                for m in _CHALLENGE_PARAM_RE.finditer(rest)
+            }
+            found[scheme] = _Challenge(scheme, params)
+    return found.get("bearer") or found.get("basic")
+
+
+def _parse_retry_after(value: str) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _read_capped(response: httpx.Response, max_bytes: int, *, what: str, strict: bool) -> bytes:
+    """Read a streamed body up to ``max_bytes``.
+
+    With ``strict`` a longer body is an error (``too_large``), checked against Content-Length before reading
+    and against the bytes while streaming; otherwise (error bodies) it is truncated.
+    """
+    if response.request.method == "HEAD":
+        return b""
+    declared = response.headers.get("Content-Length", "")
+    if strict and declared.isdigit() and int(declared) > max_bytes:
+        raise MalformedEvidenceError(f"{what} is {declared} bytes, over the {max_bytes} byte limit", code="too_large")
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            if strict:
+                raise MalformedEvidenceError(f"{what} is over the {max_bytes} byte limit", code="too_large")
+            chunks.append(chunk[: max_bytes - (total - len(chunk))])
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _drain(response: httpx.Response) -> None:
+    """Read a small error body so the connection can be reused; a large one is just closed."""
+    with contextlib.suppress(httpx.HTTPError):
+        _read_capped(response, _MAX_ERROR_BODY, what="", strict=False)
+
+
+def _load_registry_json(body: bytes, *, what: str) -> dict[str, Any]:
+    try:
+        return load_json_object(body, code="malformed_response", what=what)
+    except MalformedEvidenceError as err:
+        raise RegistryError(err.message) from err
+
+
+def _error_detail(body: bytes) -> str:
+    """A short, single-line summary of a registry error body (its ``errors[].code/message``)."""
+    if not body:
+        return ""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        text = body.decode("utf-8", "replace")
+    else:
+        errors = parsed.get("errors") if isinstance(parsed, dict) else None
+        if isinstance(errors, list) and errors:
+            text = "; ".join(
+                f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors[:3] if isinstance(e, dict)
+            )
+        else:
+            text = body.decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text[:200]

@@ -1,0 +1,81 @@
+"""From found evidence to verdicts: verify each piece, then judge the artifact.
+
+The artifact verdict is decided by the cryptographic results alone: *verified* iff at least one signature
+over this digest verified under the trust root and the expected identity; *unsigned* when no signature was
+found; *error* when one could not be checked; *failed* otherwise, with the first failure as the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from provenance.core import cosign
+from provenance.core.discovery import FoundEvidence
+from provenance.core.trustroot import TrustRoot
+from provenance.core.types import CheckResult, IdentityPolicy, Outcome, Stage, VerificationResult
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A piece of evidence with its verification result and, for attestations, the verified statement."""
+
+    evidence: FoundEvidence
+    result: VerificationResult
+    statement: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The trust status of one artifact: ``verified``, ``failed``, ``unsigned`` or ``error``."""
+
+    status: str
+    code: str
+    reason: str
+
+
+_MISSING_POLICY = CheckResult(
+    Stage.IDENTITY,
+    "identity_policy_missing",
+    False,
+    "no expected identity and issuer are configured, so a keyless signature proves nothing about who signed",
+    "Set the expected certificate identity (or identity regexp) and OIDC issuer on the source.",
+)
+
+
+def _require_identity(result: VerificationResult, identity: IdentityPolicy | None) -> VerificationResult:
+    # A keyless signature without an identity policy only shows that *someone* with a certificate signed:
+    # never report that as verified.
+    if identity is not None or result.key or result.outcome is not Outcome.VERIFIED:
+        return result
+    return replace(result, outcome=Outcome.UNTRUSTED, checks=(_MISSING_POLICY, *result.checks))
+
+
+def verify_evidence(
+    found: FoundEvidence, *, trust_root: TrustRoot, identity: IdentityPolicy | None
+) -> Verified:
+    """Verify one piece of found evidence; never raises on bad evidence."""
+    if found.problem is not None or found.layer is None:
+        problem = found.problem or CheckResult(Stage.FORMAT, "malformed", False, "evidence could not be read")
+        return Verified(found, VerificationResult(Outcome.MALFORMED, (problem,)))
+    if found.kind == "signature":
+        result = cosign.verify_signature_layer(found.layer, image_digest=found.covers, trust_root=trust_root,
+                                               identity=identity)
+        return Verified(found, _require_identity(result, identity))
+    result, statement = cosign.verify_attestation_layer(found.layer, image_digest=found.covers,
+                                                        trust_root=trust_root, identity=identity)
+    return Verified(found, _require_identity(result, identity), statement)
+
+
+def judge(signatures: list[VerificationResult], *, looked_at: str) -> Verdict:
+    """Return the artifact's verdict from the results of the signatures over its digest."""
+    if any(r.is_verified for r in signatures):
+        return Verdict("verified", "verified", "")
+    if not signatures:
+        return Verdict("unsigned", "no_signature", f"no signature found (looked for {looked_at})")
+    errors = [r for r in signatures if r.outcome is Outcome.ERROR]
+    first = (errors or signatures)[0]
+    failure = first.failures[0] if first.failures else None
+    code = failure.code if failure else str(first.outcome)
+    reason = failure.message if failure else f"signature {first.outcome}"
+    return Verdict("error" if errors else "failed", code, reason)

@@ -1,0 +1,33 @@
+"""Rows for tests, and the test Sigstore that signs their material."""
+
+from __future__ import annotations
+
+import functools
+
+import factory
+
+from provenance.core.testsigstore import TestSigstore
+from provenance.trust import services as trust_services
+from provenance.trust.models import TrustRoot
+
+
+@functools.cache
+def make_sigstore(name: str = "provenance-test") -> TestSigstore:
+    """One test Sigstore per name per process (key generation is the slow part)."""
+    return TestSigstore.create(name=name)
+
+
+def trust_root_for(sigstore: TestSigstore) -> TrustRoot:
+    return trust_services.register(name=sigstore.name, document=sigstore.trusted_root_json())
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "auth.User"
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_staff = True
+    is_superuser = True
+    password = factory.django.Password("test-password")

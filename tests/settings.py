@@ -1,0 +1,14 @@
+"""Test settings: the real settings, with a private data directory and test mode on."""
+
+import os
+import tempfile
+
+os.environ.setdefault("PROVENANCE_TESTING", "1")
+os.environ.setdefault("PROVENANCE_DATA_DIR", tempfile.mkdtemp(prefix="provenance-test-"))
+
+from provenance.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run "inside" it unless told.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -1,0 +1,78 @@
+"""Pages in a real browser: Debian's Chromium driven by Playwright against a live server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from provenance.sources import services
+from provenance.sources.demo import load_demo
+from tests.support import missing_component
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        missing_component("chromium not installed: apt-get install chromium chromium-driver")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_component("playwright (python package) not installed")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def demo(settings, tmp_path):
+    loaded = load_demo(tmp_path)
+    services.claim_scan(loaded.scan.pk)
+    services.run_scan(loaded.scan.pk)  # in-process: this test is about pages, the worker has its own test
+    return loaded
+
+
+def test_fleet_page_and_artifact_page_show_verdicts_and_reasons(browser, live_server, demo):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/")
+    page.fill("#id_username", demo.username)
+    page.fill("#id_password", demo.password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#artifact-table")
+    table = page.inner_text("#artifact-table")
+    assert "demo-fleet" in table
+    assert table.count("✔ verified") >= 2 and "✘ failed" in table and "○ unsigned" in table
+    if os.environ.get("PROVENANCE_SCREENSHOT"):
+        page.screenshot(path=os.environ["PROVENANCE_SCREENSHOT"], full_page=True)
+
+    # htmx: filtering swaps only the table and pushes the URL
+    page.click("a[href='?status=failed']")
+    page.wait_for_url("**/?status=failed")
+    page.wait_for_function("!document.querySelector('#artifact-table').innerText.includes('✔ verified')")
+    assert "wrong-identity" in page.inner_text("#artifact-table")
+
+    wrong = next(i for i in demo.images if i.tag == "wrong-identity")
+    page.goto(f"{live_server.url}/artifacts/{wrong.digest}/")
+    panel = page.inner_text("#trust-panel")
+    assert "✘ failed" in panel and "someone-else" in panel
+
+    signed = next(i for i in demo.images if i.tag == "signed")
+    page.goto(f"{live_server.url}/artifacts/{signed.digest}/")
+    body = page.inner_text("main")
+    assert "✔ verified" in page.inner_text("#trust-panel")
+    assert "https://slsa.dev/provenance/v1" in body and "inclusion promised" in body
+    page.close()
+
+
+def test_pages_require_login(client, live_server):
+    response = client.get("/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -1,0 +1,130 @@
+"""Project-level guarantees: settings from the environment, Django checks, the core's independence, compose."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import call_command, get_commands
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings_import(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENANCE_", "SECRET_KEY", "DJANGO_"))}
+    clean["PROVENANCE_DATA_DIR"] = os.environ.get("PROVENANCE_DATA_DIR", "/tmp")
+    return subprocess.run([sys.executable, "-c", "import provenance.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])"],
+                          cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_secret_key_is_required_outside_debug_and_demo() -> None:
+    result = _settings_import({})
+    assert result.returncode != 0
+    assert "SECRET_KEY is required" in result.stderr
+
+
+def test_embedded_defaults_need_no_server() -> None:
+    result = _settings_import({"PROVENANCE_DEMO": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "django.db.backends.sqlite3", "filesystem"]
+
+
+def test_environment_switches_to_postgresql_and_redis() -> None:
+    result = _settings_import({"SECRET_KEY": "x" * 50, "DATABASE_URL": "postgres://u@127.0.0.1:5432/db",
+                               "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "django.db.backends.postgresql", "redis"]
+
+
+def test_bad_boolean_is_a_configuration_error() -> None:
+    result = _settings_import({"PROVENANCE_DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "PROVENANCE_DEBUG must be a boolean" in result.stderr
+
+
+@pytest.mark.django_db
+def test_sqlite_uses_wal_and_a_busy_timeout() -> None:
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the suite runs on PostgreSQL here (DATABASE_URL is set)")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] >= 10_000
+
+
+@pytest.mark.django_db
+def test_django_checks_and_migrations_are_clean() -> None:
+    call_command("check", fail_level="WARNING")
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_imports_no_framework_and_apps_do_not_import_sigstore() -> None:
+    offenders = []
+    for path in (ROOT / "provenance" / "core").rglob("*.py"):
+        for name in _imports(path):
+            if name.split(".")[0] in {"django", "rest_framework", "celery", "kombu"}:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    for path in (ROOT / "provenance").rglob("*.py"):
+        if "core" in path.relative_to(ROOT / "provenance").parts:
+            continue
+        for name in _imports(path):
+            if name.split(".")[0] in {"sigstore", "cryptography", "httpx"}:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name} (only core may)")
+    assert offenders == []
+
+
+def test_compose_runs_only_what_the_project_has() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "web", "worker", "beat", "registry", "migrate"} <= set(services)
+    for name in ("postgres", "redis", "web", "worker", "registry"):
+        assert "healthcheck" in services[name], f"{name} has no health check"
+    commands = get_commands()
+    for name, service in services.items():
+        if service.get("build") is None:
+            continue
+        assert service["build"] == "." and (ROOT / "Dockerfile").is_file()
+        command = " ".join(service["command"])
+        for manage_command in re.findall(r"manage\.py (\S+)", command):
+            assert manage_command in commands, f"{name}: manage.py {manage_command} does not exist"
+        if command.startswith("celery"):
+            assert "-A provenance" in command
+        if command.startswith("gunicorn"):
+            assert "provenance.wsgi" in command
+        env = service["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://")
+        for dependency in ("postgres", "redis"):
+            assert service["depends_on"][dependency]["condition"] == "service_healthy"
+    assert set(compose["volumes"]) >= {"postgres-data", "redis-data", "provenance-data"}
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            for part in line.split()[1:-1]:
+                assert (ROOT / part).exists(), f"Dockerfile copies missing {part}"
+    for requirement in ("gunicorn", "celery", "psycopg", "redis"):
+        assert requirement in (ROOT / "requirements.txt").read_text()
+
+
+def test_htmx_is_vendored_not_loaded_from_a_cdn() -> None:
+    assert (ROOT / "static" / "vendor" / "htmx.min.js").stat().st_size > 10_000
+    for template in (ROOT / "templates").rglob("*.html"):
+        assert "://" not in re.sub(r"\{%.*?%\}|\{\{.*?\}\}", "", template.read_text()).replace(
+            "http://127.0.0.1", ""), f"{template} loads something remote"
