@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _settings_import(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROVENANCE_", "SECRET_KEY", "DJANGO_"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("PROVENANCE_", "SECRET_KEY", "DJANGO_", "DATABASE_URL", "CELERY_"))}
     clean["PROVENANCE_DATA_DIR"] = os.environ.get("PROVENANCE_DATA_DIR", "/tmp")
     return subprocess.run([sys.executable, "-c", "import provenance.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])"],
                           cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60)
@@ -48,17 +49,17 @@ def test_bad_boolean_is_a_configuration_error() -> None:
     assert "PROVENANCE_DEBUG must be a boolean" in result.stderr
 
 
-@pytest.mark.django_db
-def test_sqlite_uses_wal_and_a_busy_timeout() -> None:
-    from django.db import connection
-
-    if connection.vendor != "sqlite":
-        pytest.skip("the suite runs on PostgreSQL here (DATABASE_URL is set)")
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA journal_mode")
-        assert cursor.fetchone()[0] == "wal"
-        cursor.execute("PRAGMA busy_timeout")
-        assert cursor.fetchone()[0] >= 10_000
+def test_embedded_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    code = ("import django; django.setup(); from django.db import connection; c = connection.cursor(); "
+            "c.execute('PRAGMA journal_mode'); print(c.fetchone()[0]); c.execute('PRAGMA busy_timeout'); "
+            "print(c.fetchone()[0])")
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "PROVENANCE_DB_NAME"}}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**clean, "DJANGO_SETTINGS_MODULE": "provenance.settings", "PROVENANCE_DEMO": "1",
+                                 "PROVENANCE_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    journal_mode, busy_timeout = result.stdout.split()
+    assert journal_mode == "wal" and int(busy_timeout) >= 10_000
 
 
 @pytest.mark.django_db
@@ -112,8 +113,11 @@ def test_compose_runs_only_what_the_project_has() -> None:
             assert "provenance.wsgi" in command
         env = service["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://")
-        for dependency in ("postgres", "redis"):
+        dependencies = ("postgres",) if name == "migrate" else ("postgres", "redis")
+        for dependency in dependencies:
             assert service["depends_on"][dependency]["condition"] == "service_healthy"
+        if name != "migrate":
+            assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert set(compose["volumes"]) >= {"postgres-data", "redis-data", "provenance-data"}
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):

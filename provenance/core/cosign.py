@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.x509.certificate_transparency import LogEntryType
+from cryptography.x509.certificate_transparency import LogEntryType, SignedCertificateTimestamp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
 from cryptography.x509.verification import VerificationError as X509VerificationError
@@ -100,6 +100,10 @@ _STAGE_ORDER = (
     Stage.TLOG,
 )
 
+# RFC 8785 (the SET's canonical form) only has integers up to 2**53; times must also be dates Python can hold.
+_MAX_JSON_INT = 2**53 - 1
+_MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+
 _SIG_BODY_KINDS = frozenset({("hashedrekord", "0.0.1"), ("rekord", "0.0.1")})
 _ATT_BODY_KINDS = frozenset({("intoto", "0.0.2"), ("intoto", "0.0.1"), ("dsse", "0.0.1")})
 
@@ -127,9 +131,11 @@ def verify_signature_layer(
     evidence; a public key that cannot be read gives ``ERROR``.
     """
     run = _Run(require_tlog=require_tlog)
+    if not _admit(layer, run, media_type=MediaType.COSIGN_SIMPLESIGNING, limit=MAX_SIGNATURE_PAYLOAD_BYTES):
+        return run.result(_Signer())
     payload = _parse_simple_signing(layer, run)
     signature = _signature_annotation(layer, run)
-    signer = _signer(layer, run, public_key, identity)
+    signer = _signer(layer, run, public_key)
     entry = _rekor_entry(layer, run, _SIG_BODY_KINDS)
 
     if signature is not None and signer.key is not None:
@@ -185,8 +191,10 @@ def verify_attestation_layer(
     evidence.
     """
     run = _Run(require_tlog=require_tlog)
+    if not _admit(layer, run, media_type=MediaType.DSSE_ENVELOPE, limit=MAX_ATTESTATION_PAYLOAD_BYTES):
+        return run.result(_Signer()), None
     envelope = _parse_envelope(layer, run)
-    signer = _signer(layer, run, public_key, identity)
+    signer = _signer(layer, run, public_key)
     entry = _rekor_entry(layer, run, _ATT_BODY_KINDS)
 
     signatures = envelope.signatures if envelope else []
@@ -280,7 +288,8 @@ class _Run:
     checks: list[tuple[CheckResult, Outcome | None]] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
     tlog: str = ""
-    integrated_time: int | None = None  # claimed by the bundle; trusted only once the SET verified
+    integrated_time: int | None = None  # set only once the SET verified with a trusted log key
+    claimed_time: int | None = None  # the bundle's integratedTime, trusted or not
 
     def ok(self, stage: Stage, code: str, message: str) -> None:
         self.checks.append((CheckResult(stage, code, True, message), None))
@@ -300,7 +309,7 @@ class _Run:
             issuer=signer.issuer,
             key=signer.fingerprint,
             tlog=self.tlog,
-            integrated_time=self.integrated_time if self.tlog else None,
+            integrated_time=self.integrated_time,
             extra=dict(self.extra),
         )
 
@@ -366,22 +375,45 @@ class _Entry:
 # -- format ---------------------------------------------------------------------------------------------------
 
 
-def _check_sizes(layer: SignedLayer, run: _Run, limit: int) -> bool:
-    if len(layer.payload) > limit:
+def _admit(layer: SignedLayer, run: _Run, *, media_type: str, limit: int) -> bool:
+    """Check what must hold before anything is parsed: bounded sizes and text annotations.
+
+    Returns False when the layer is not worth reading further (the failure is recorded).
+    """
+    if layer.media_type != media_type:
+        # Not fatal: a wrong media type is a damaged layer, but the rest can still be explained.
+        run.fail(
+            Stage.FORMAT,
+            "wrong_media_type",
+            f"the layer's media type is {_short(layer.media_type)}, expected {media_type!r}",
+            "only cosign simple-signing layers (.sig) and DSSE envelopes (.att) are verified here",
+            _MALFORMED,
+        )
+    if not isinstance(layer.payload, bytes) or len(layer.payload) > limit:
+        size = len(layer.payload) if isinstance(layer.payload, bytes) else "not bytes"
         run.fail(
             Stage.FORMAT,
             "payload_too_large",
-            f"the layer is {len(layer.payload)} bytes; at most {limit} are accepted",
+            f"the layer is {size} bytes; at most {limit} are accepted",
             "this is not a cosign layer of the expected kind",
             _MALFORMED,
         )
         return False
     for name, value in layer.annotations.items():
+        if not isinstance(value, str):
+            run.fail(
+                Stage.FORMAT,
+                "annotation_not_text",
+                f"the annotation {_short(name)} is {type(value).__name__}, not text",
+                "this is not a cosign layer of the expected kind",
+                _MALFORMED,
+            )
+            return False
         if len(value) > MAX_ANNOTATION_BYTES:
             run.fail(
                 Stage.FORMAT,
                 "annotation_too_large",
-                f"the annotation {name[:100]} is {len(value)} bytes; at most {MAX_ANNOTATION_BYTES} are accepted",
+                f"the annotation {_short(name)} is {len(value)} characters; at most {MAX_ANNOTATION_BYTES} allowed",
                 "this is not a cosign layer of the expected kind",
                 _MALFORMED,
             )
@@ -389,21 +421,7 @@ def _check_sizes(layer: SignedLayer, run: _Run, limit: int) -> bool:
     return True
 
 
-def _check_media_type(layer: SignedLayer, run: _Run, expected: str) -> None:
-    if layer.media_type != expected:
-        run.fail(
-            Stage.FORMAT,
-            "wrong_media_type",
-            f"the layer's media type is {layer.media_type[:100]!r}, expected {expected!r}",
-            "only cosign simple-signing layers (.sig) and DSSE envelopes (.att) are verified here",
-            _MALFORMED,
-        )
-
-
 def _parse_simple_signing(layer: SignedLayer, run: _Run) -> dict[str, Any] | None:
-    _check_media_type(layer, run, MediaType.COSIGN_SIMPLESIGNING)
-    if not _check_sizes(layer, run, MAX_SIGNATURE_PAYLOAD_BYTES):
-        return None
     try:
         payload = json.loads(layer.payload)
     except (ValueError, UnicodeDecodeError) as err:
@@ -416,8 +434,8 @@ def _parse_simple_signing(layer: SignedLayer, run: _Run) -> dict[str, Any] | Non
         )
         return None
     critical = payload.get("critical") if isinstance(payload, dict) else None
-    kind = critical.get("type") if isinstance(critical, dict) else None
-    if kind != SIMPLE_SIGNING_TYPE:
+    if not isinstance(critical, dict) or critical.get("type") != SIMPLE_SIGNING_TYPE:
+        kind = critical.get("type") if isinstance(critical, dict) else None
         run.fail(
             Stage.FORMAT,
             "wrong_payload_type",
@@ -426,7 +444,7 @@ def _parse_simple_signing(layer: SignedLayer, run: _Run) -> dict[str, Any] | Non
             _MALFORMED,
         )
         return None
-    image = critical.get("image")  # type: ignore[union-attr]
+    image = critical.get("image")
     signed = image.get("docker-manifest-digest") if isinstance(image, dict) else None
     if not isinstance(signed, str) or not signed:
         run.fail(
@@ -438,13 +456,10 @@ def _parse_simple_signing(layer: SignedLayer, run: _Run) -> dict[str, Any] | Non
         )
         return None
     run.ok(Stage.FORMAT, "format_ok", "the layer is a cosign simple-signing payload")
-    return payload  # type: ignore[no-any-return]
+    return dict(payload)
 
 
 def _parse_envelope(layer: SignedLayer, run: _Run) -> _Envelope | None:
-    _check_media_type(layer, run, MediaType.DSSE_ENVELOPE)
-    if not _check_sizes(layer, run, MAX_ATTESTATION_PAYLOAD_BYTES):
-        return None
     hint = "the layer is not a cosign attestation (a DSSE envelope)"
     try:
         doc = json.loads(layer.payload)
@@ -554,8 +569,8 @@ def _rekor_entry(layer: SignedLayer, run: _Run, kinds: frozenset[tuple[str, str]
         )
         if not (
             isinstance(entry.body_b64, str)
-            and _is_int(entry.integrated_time)
-            and _is_int(entry.log_index)
+            and _is_int(entry.integrated_time, _MAX_TIMESTAMP)
+            and _is_int(entry.log_index, _MAX_JSON_INT)
             and isinstance(entry.log_id, str)
             and re.fullmatch(r"[0-9a-f]{64}", entry.log_id)
         ):
@@ -602,7 +617,7 @@ def _rekor_entry(layer: SignedLayer, run: _Run, kinds: frozenset[tuple[str, str]
 # -- signer: key or certificate ---------------------------------------------------------------------------
 
 
-def _signer(layer: SignedLayer, run: _Run, public_key: bytes | None, identity: IdentityPolicy | None) -> _Signer:
+def _signer(layer: SignedLayer, run: _Run, public_key: bytes | None) -> _Signer:
     if public_key is not None:
         try:
             key = serialization.load_pem_public_key(public_key)
@@ -623,8 +638,8 @@ def _signer(layer: SignedLayer, run: _Run, public_key: bytes | None, identity: I
     if chain_text:
         # The chain annotation is never trusted (only the trust root is), but a damaged one means a damaged layer.
         try:
-            presented = x509.load_pem_x509_certificates(chain_text.encode())
-        except ValueError as err:
+            presented = [_readable(c) for c in x509.load_pem_x509_certificates(chain_text.encode())]
+        except (ValueError, UnsupportedAlgorithm) as err:
             run.fail(
                 Stage.FORMAT,
                 "chain_unreadable",
@@ -642,8 +657,10 @@ def _signer(layer: SignedLayer, run: _Run, public_key: bytes | None, identity: I
         )
         return _Signer()
     try:
-        cert = x509.load_pem_x509_certificate(cert_text.encode())
+        cert = _readable(x509.load_pem_x509_certificate(cert_text.encode()))
         key = cert.public_key()
+        sans = _sans(cert)
+        issuer = _oidc_issuer(cert) or ""
     except (ValueError, UnsupportedAlgorithm) as err:
         run.fail(
             Stage.FORMAT,
@@ -653,15 +670,24 @@ def _signer(layer: SignedLayer, run: _Run, public_key: bytes | None, identity: I
             _MALFORMED,
         )
         return _Signer()
-    sans = _sans(cert)
     return _Signer(
         key=key,
         cert=cert,
         identity=sans[0] if sans else "",
-        issuer=_oidc_issuer(cert) or "",
+        issuer=issuer,
         sans=sans,
         presented_chain=presented,
     )
+
+
+def _readable(cert: x509.Certificate) -> x509.Certificate:
+    """Return ``cert`` once every field we read parses; raises ``ValueError`` otherwise.
+
+    ``cryptography`` parses fields lazily, so a damaged certificate loads and fails later, at first use.
+    """
+    _ = (cert.issuer, cert.subject, cert.not_valid_before_utc, cert.not_valid_after_utc, cert.extensions)
+    _ = cert.public_key()
+    return cert
 
 
 def _check_signer(
@@ -674,6 +700,10 @@ def _check_signer(
     if run.integrated_time is not None:
         when = datetime.fromtimestamp(run.integrated_time, tz=UTC)
         source = "the log's integrated time"
+    elif run.claimed_time is not None:
+        # The log entry did not verify (that failure is reported); still explain the certificate at its time.
+        when = datetime.fromtimestamp(run.claimed_time, tz=UTC)
+        source = "the log's (unverified) integrated time"
     else:
         when = now or datetime.now(UTC)
         source = "the verification time (no log time)"
@@ -794,44 +824,56 @@ def _check_sct(run: _Run, cert: x509.Certificate, issuer: x509.Certificate, trus
             Outcome.UNTRUSTED,
         )
         return
-    problems = []
+    problems: list[tuple[str, str]] = []
     for sct in scts:
-        log = trust_root.ctlog_key(sct.log_id)
-        if log is None:
-            problems.append(f"SCT from unknown CT log {sct.log_id.hex()}")
-            continue
-        is_precert = sct.entry_type == LogEntryType.PRE_CERTIFICATE
-        if not is_precert or not isinstance(sct.signature_hash_algorithm, hashes.SHA256):
-            problems.append(f"SCT from {log.base_url} is not a SHA-256 precertificate SCT")
-            continue
-        timestamp = sct.timestamp.replace(tzinfo=UTC)
-        if not log.validity.contains(timestamp):
-            problems.append(
-                f"SCT time {timestamp.isoformat()} is outside the CT key's window {log.validity.describe()}"
-            )
-            continue
-        if log.verify(sct.signature, _sct_signed_data(sct, cert, issuer)):
-            run.ok(Stage.SCT, "sct_ok", f"the embedded SCT verifies with the CT log {log.base_url or log.log_id_hex}")
+        code, text = _sct_verdict(sct, cert, issuer, trust_root)
+        if code == "sct_ok":
+            run.ok(Stage.SCT, code, text)
             return
-        problems.append(f"SCT signature from {log.base_url or log.log_id_hex} does not verify")
-    message = f"no embedded SCT verifies with a CT log of the trust root {trust_root.name!r}: {'; '.join(problems)}"
-    if all(p.startswith("SCT from unknown") for p in problems):
-        run.fail(
-            Stage.SCT,
-            "sct_unknown_log",
-            message,
-            "the certificate was logged by a CT log this trust root does not know; use that instance's trusted root",
-            Outcome.UNTRUSTED,
-        )
+        problems.append((code, text))
+    code = problems[0][0]
+    message = f"no embedded SCT verifies with a CT log of the trust root {trust_root.name!r}: "
+    message += "; ".join(text for _, text in problems)
+    if code == "sct_unknown_log":
+        hint = "the certificate was logged by a CT log this trust root does not know; use that instance's trusted root"
+        run.fail(Stage.SCT, code, message, hint, Outcome.UNTRUSTED)
+    elif code == "sct_log_not_valid_at_time":
+        run.fail(Stage.SCT, code, message, "the CT log key was not trusted at that time", Outcome.UNTRUSTED)
     else:
-        run.fail(Stage.SCT, "sct_invalid", message, "the certificate or its SCT was altered", Outcome.INVALID)
+        run.fail(Stage.SCT, code, message, "the certificate or its SCT was altered", Outcome.INVALID)
 
 
-def _sct_signed_data(sct: Any, cert: x509.Certificate, issuer: x509.Certificate) -> bytes:
+def _sct_verdict(
+    sct: SignedCertificateTimestamp, cert: x509.Certificate, issuer: x509.Certificate, trust_root: TrustRoot
+) -> tuple[str, str]:
+    """Return ``(code, message)`` for one embedded SCT: ``sct_ok`` when it verifies, else what is wrong."""
+    log = trust_root.ctlog_key(sct.log_id)
+    if log is None:
+        return "sct_unknown_log", f"SCT from unknown CT log {sct.log_id.hex()}"
+    name = log.base_url or log.log_id_hex
+    try:
+        if sct.entry_type != LogEntryType.PRE_CERTIFICATE or not isinstance(
+            sct.signature_hash_algorithm, hashes.SHA256
+        ):
+            return "sct_invalid", f"SCT from {name} is not a SHA-256 precertificate SCT"
+        timestamp = sct.timestamp.replace(tzinfo=UTC)
+        signed_data = _sct_signed_data(sct, cert, issuer)
+    except (ValueError, OverflowError) as err:  # cryptography parses lazily: a damaged SCT fails only here
+        return "sct_invalid", f"SCT from {name} cannot be read: {_short(str(err))}"
+    if not log.validity.contains(timestamp):
+        return "sct_log_not_valid_at_time", (
+            f"SCT time {timestamp.isoformat()} is outside the window of {name}: {log.validity.describe()}"
+        )
+    if not log.verify(sct.signature, signed_data):
+        return "sct_invalid", f"SCT signature from {name} does not verify"
+    return "sct_ok", f"the embedded SCT verifies with the CT log {name}"
+
+
+def _sct_signed_data(sct: SignedCertificateTimestamp, cert: x509.Certificate, issuer: x509.Certificate) -> bytes:
     """RFC 6962 §3.2 ``digitally-signed`` struct for a precertificate SCT."""
     tbs = cert.tbs_precertificate_bytes
     issuer_key_hash = spki_sha256(issuer.public_key())
-    millis = (sct.timestamp.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    millis: int = (sct.timestamp.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     return (
         struct.pack(">BBQH", sct.version.value, 0, millis, LogEntryType.PRE_CERTIFICATE.value)
         + issuer_key_hash
@@ -928,6 +970,7 @@ def _check_tlog(run: _Run, entry: _Entry | None, signer: _Signer, expected: _Exp
             run.ok(Stage.TLOG, "tlog_not_required", "no transparency-log entry; the policy does not require one")
         return
 
+    run.claimed_time = entry.integrated_time
     log = trust_root.tlog_key(bytes.fromhex(entry.log_id))
     if log is None:
         known = ", ".join(k.log_id_hex[:16] for k in trust_root.tlog_keys.values())
@@ -976,10 +1019,6 @@ def _check_tlog(run: _Run, entry: _Entry | None, signer: _Signer, expected: _Exp
                 f"the signed entry timestamp verifies: {log.base_url or entry.log_id} promised to include entry "
                 f"{entry.log_index} at {logged_at.isoformat()} (a promise, not an inclusion proof)",
             )
-        if run.integrated_time is None:
-            # Still check the certificate against the claimed time, so its failures are explained too.
-            run.integrated_time = entry.integrated_time
-            run.tlog = ""
     if entry.body is not None:
         problems = _body_problems(entry.body, signer, expected)
         if problems:
@@ -1006,21 +1045,21 @@ def _body_problems(body: dict[str, Any], signer: _Signer, expected: _Expected) -
             problems.append("the logged signature differs from the layer's signature")
         _verifier_problem(problems, _get(spec, "signature", "publicKey", "content"), signer)
     elif kind == "intoto":
-        content = spec.get("content") if isinstance(spec.get("content"), dict) else {}
+        content = _obj(spec.get("content"))
         _hash_problem(problems, "envelope hash", content.get("hash"), expected.layer_sha256)
         if content.get("payloadHash") is not None:
             _hash_problem(problems, "payload hash", content.get("payloadHash"), expected.payload_sha256)
         if body.get("apiVersion") == "0.0.1":
             _verifier_problem(problems, spec.get("publicKey"), signer)
         else:
-            envelope = content.get("envelope") if isinstance(content.get("envelope"), dict) else {}
+            envelope = _obj(content.get("envelope"))
             if envelope.get("payloadType") != expected.payload_type:
                 problems.append(f"the logged payloadType is {_short(envelope.get('payloadType'))}")
-            logged = envelope.get("signatures") if isinstance(envelope.get("signatures"), list) else []
+            logged = _list(envelope.get("signatures"))
             if not logged:
                 problems.append("the log entry records no signature")
             for item in logged:
-                item = item if isinstance(item, dict) else {}
+                item = _obj(item)
                 # intoto/0.0.2 stores each signature base64-encoded twice (the envelope's base64 text, encoded).
                 once = _b64(item.get("sig"))
                 twice = _b64(once.decode("ascii", "replace")) if once else None
@@ -1030,11 +1069,11 @@ def _body_problems(body: dict[str, Any], signer: _Signer, expected: _Expected) -
     elif kind == "dsse":
         _hash_problem(problems, "envelope hash", spec.get("envelopeHash"), expected.layer_sha256)
         _hash_problem(problems, "payload hash", spec.get("payloadHash"), expected.payload_sha256)
-        logged = spec.get("signatures") if isinstance(spec.get("signatures"), list) else []
+        logged = _list(spec.get("signatures"))
         if not logged:
             problems.append("the log entry records no signature")
         for item in logged:
-            item = item if isinstance(item, dict) else {}
+            item = _obj(item)
             if _b64(item.get("signature")) not in expected.signatures:
                 problems.append("a logged signature differs from the envelope's signatures")
             _verifier_problem(problems, item.get("verifier"), signer)
@@ -1056,6 +1095,7 @@ def _verifier_problem(problems: list[str], logged_b64: Any, signer: _Signer) -> 
     if pem is None:
         problems.append("the log entry records no readable public key or certificate")
         return
+    logged_key: PublicKeyTypes
     try:
         if b"CERTIFICATE" in pem:
             logged_cert = x509.load_pem_x509_certificate(pem)
@@ -1169,9 +1209,17 @@ def _subject_matches(subject: dict[str, Any], image_digest: Digest) -> bool:
 
 
 def _describe_subject(subject: dict[str, Any]) -> str:
-    digests = subject.get("digest") if isinstance(subject.get("digest"), dict) else {}
+    digests = _obj(subject.get("digest"))
     shown = ", ".join(f"{alg}:{str(value)[:16]}..." for alg, value in list(digests.items())[:2])
     return f"{_short(subject.get('name', ''), 60)} ({shown or 'no digest'})"
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _get(obj: Any, *keys: str) -> Any:
@@ -1196,8 +1244,8 @@ def _b64_strict(value: Any) -> bytes:
     return decoded
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_int(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
 def _sha256(data: bytes) -> str:

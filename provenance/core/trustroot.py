@@ -181,6 +181,7 @@ class TrustRoot:
     timestamp_authorities: tuple[CertificateAuthority, ...]
     tlog_keys: Mapping[bytes, LogKey]
     ctlog_keys: Mapping[bytes, LogKey]
+    _sigstore_root: SigstoreTrustedRoot
 
     def __init__(self) -> None:  # pragma: no cover - guarded: use the class methods
         raise TypeError("use TrustRoot.from_json(), TrustRoot.production() or TrustRoot.staging()")
@@ -228,7 +229,7 @@ class TrustRoot:
     @property
     def sigstore_trusted_root(self) -> SigstoreTrustedRoot:
         """The ``sigstore`` package's ``TrustedRoot`` for this document (built at load, shared)."""
-        return self._sigstore_root  # type: ignore[no-any-return]
+        return self._sigstore_root
 
     def verifier(self) -> Verifier:
         """Return the ``sigstore`` ``Verifier`` for this root, built once per process per root content.
@@ -422,7 +423,8 @@ class _Parser:
                     parsed.append(x509.load_der_x509_certificate(der))
                 except ValueError as err:
                     self.fail(f"{cert_path}rawBytes", f"not a DER X.509 certificate ({err})")
-            subject = item.get("subject") if isinstance(item.get("subject"), dict) else {}
+            subject = item.get("subject")
+            subject = subject if isinstance(subject, dict) else {}
             label = str(subject.get("commonName") or subject.get("organization") or item.get("uri") or f"{key}[{i}]")
             uri = str(item.get("uri") or "")
             result.append(CertificateAuthority(label, uri, tuple(parsed), self.window(item, path)))

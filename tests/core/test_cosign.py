@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import rfc8785
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -330,6 +332,31 @@ def test_rejects_bundle_copied_from_another_signature(sigstore: TestSigstore, ro
     assert "certificate" in result.reason and "signature" in result.reason
 
 
+def _relogged(sigstore: TestSigstore, layer: SignedLayer, change: Any) -> SignedLayer:
+    """Log a changed copy of the layer's entry body, with a genuine SET, and attach that bundle instead."""
+    body = json.loads(base64.b64decode(_bundle(layer)["Payload"]["body"]))
+    change(body["spec"])
+    entry = sigstore.log.append(rfc8785.dumps(body), integrated_time=_bundle(layer)["Payload"]["integratedTime"])
+    return _with_annotation(layer, ANNOTATION_BUNDLE, entry.cosign_bundle().decode())
+
+
+def test_rejects_log_entry_naming_another_certificate_for_the_same_key(
+    sigstore: TestSigstore, signed: SignedLayer, root: TrustRoot
+) -> None:
+    leaf = x509.load_pem_x509_certificate(signed.annotations[ANNOTATION_CERTIFICATE].encode())
+    twin = sigstore.issue_certificate(leaf.public_key(), identity="mallory@example.test", issuer=ISSUER)
+    twin_pem = twin.public_bytes(serialization.Encoding.PEM)
+
+    def swap(spec: dict[str, Any]) -> None:
+        spec["signature"]["publicKey"]["content"] = _b64(twin_pem)
+
+    result = _verify(_relogged(sigstore, signed, swap), root)
+
+    assert result.outcome is Outcome.INVALID
+    assert _failed(result) == {"tlog_body_mismatch"}
+    assert "certificate" in result.reason
+
+
 def test_rejects_chain_from_an_untrusted_root(root: TrustRoot) -> None:
     stranger = TestSigstore.create(name="somebody-else")
     layer = stranger.cosign_signature_layer(str(IMAGE), "registry.test/acme/app", identity=IDENTITY, issuer=ISSUER)
@@ -534,6 +561,47 @@ def test_malformed_signature_layers_give_malformed_results(
     assert not result.checks[0].ok
 
 
+def _mutations(layer: SignedLayer, seed: int, count: int) -> list[SignedLayer]:
+    """Deterministic damage: flipped payload bytes, and annotations with flipped, cut or retyped JSON values."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible damage, not cryptography
+    variants = []
+    for _ in range(count):
+        payload = bytearray(layer.payload)
+        annotations: dict[str, Any] = dict(layer.annotations)
+        if rng.random() < 0.5 and payload:
+            payload[rng.randrange(len(payload))] ^= 1 << rng.randrange(8)
+        name = rng.choice(sorted(annotations))
+        value = annotations[name]
+        choice = rng.randrange(4)
+        if choice == 0 and value:
+            cut = rng.randrange(len(value))
+            annotations[name] = value[:cut]
+        elif choice == 1 and value:
+            position = rng.randrange(len(value))
+            annotations[name] = value[:position] + chr(rng.randrange(32, 127)) + value[position + 1 :]
+        elif choice == 2 and name == ANNOTATION_BUNDLE:
+            bundle = json.loads(value)
+            key = rng.choice(["integratedTime", "logIndex", "logID", "body"])
+            bundle["Payload"][key] = rng.choice([None, -1, True, "x", [], {}, 2**70])
+            annotations[name] = json.dumps(bundle)
+        else:
+            annotations[name] = rng.choice([1, None, ["x"]])  # not text at all
+        variants.append(SignedLayer(layer.media_type, bytes(payload), annotations))  # type: ignore[arg-type]
+    return variants
+
+
+def test_damaged_layers_never_raise_and_never_verify(
+    signed: SignedLayer, attested: SignedLayer, root: TrustRoot
+) -> None:
+    for layer in _mutations(signed, seed=1, count=300):
+        result = _verify(layer, root)
+        assert result.outcome is not Outcome.VERIFIED or layer.payload == signed.payload
+    for layer in _mutations(attested, seed=2, count=300):
+        result, statement = _verify_att(layer, root)
+        if result.is_verified:
+            assert layer.payload == attested.payload and statement is not None
+
+
 def test_bundle_with_unreadable_body_is_malformed(signed: SignedLayer, root: TrustRoot) -> None:
     bundle = _bundle(signed)
     bundle["Payload"]["body"] = _b64(b"not json")
@@ -624,6 +692,82 @@ def test_rejects_attestation_from_another_identity(attested: SignedLayer, root: 
     assert result.outcome is Outcome.UNTRUSTED
     assert _failed(result) == {"identity_mismatch"}
     assert statement is None
+
+
+def test_attestation_envelope_must_be_the_logged_bytes(attested: SignedLayer, root: TrustRoot) -> None:
+    # Same statement and signature, re-serialized: cosign compares the logged hash with the layer's bytes.
+    reformatted = json.dumps(json.loads(attested.payload), indent=2).encode()
+
+    result, _ = _verify_att(dataclasses.replace(attested, payload=reformatted), root)
+
+    assert result.outcome is Outcome.INVALID
+    assert _failed(result) == {"tlog_body_mismatch"}
+    assert "envelope hash" in result.reason
+
+
+def test_rejects_intoto_entry_with_another_signature(
+    sigstore: TestSigstore, attested: SignedLayer, root: TrustRoot
+) -> None:
+    def swap(spec: dict[str, Any]) -> None:
+        other = ec.generate_private_key(ec.SECP256R1()).sign(b"x", ec.ECDSA(hashes.SHA256()))
+        spec["content"]["envelope"]["signatures"][0]["sig"] = _b64(_b64(other).encode())  # intoto/0.0.2: twice
+
+    result, _ = _verify_att(_relogged(sigstore, attested, swap), root)
+
+    assert result.outcome is Outcome.INVALID
+    assert _failed(result) == {"tlog_body_mismatch"}
+    assert "signature" in result.reason
+
+
+def test_rejects_intoto_entry_with_another_signer(
+    sigstore: TestSigstore, attested: SignedLayer, root: TrustRoot
+) -> None:
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = stranger.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def swap(spec: dict[str, Any]) -> None:
+        spec["content"]["envelope"]["signatures"][0]["publicKey"] = _b64(pem)
+
+    result, _ = _verify_att(_relogged(sigstore, attested, swap), root)
+
+    assert result.outcome is Outcome.INVALID
+    assert _failed(result) == {"tlog_body_mismatch"}
+    assert "logged key" in result.reason
+
+
+def _older_entry_body(kind: str, layer: SignedLayer) -> dict[str, Any]:
+    """The same attestation as an older cosign or another client would have logged it."""
+    envelope = json.loads(layer.payload)
+    cert_pem = _b64(layer.annotations[ANNOTATION_CERTIFICATE].encode())
+    envelope_hash = {"algorithm": "sha256", "value": hashlib.sha256(layer.payload).hexdigest()}
+    payload_hash = {"algorithm": "sha256", "value": hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()}
+    if kind == "intoto/0.0.1":
+        spec = {"content": {"hash": envelope_hash, "payloadHash": payload_hash}, "publicKey": cert_pem}
+    else:
+        signatures = [{"signature": sig["sig"], "verifier": cert_pem} for sig in envelope["signatures"]]
+        spec = {"envelopeHash": envelope_hash, "payloadHash": payload_hash, "signatures": signatures}
+    name, version = kind.split("/")
+    return {"apiVersion": version, "kind": name, "spec": spec}
+
+
+@pytest.mark.parametrize("kind", ["intoto/0.0.1", "dsse/0.0.1"])
+def test_attestation_logged_as_older_entry_kinds_verifies(
+    sigstore: TestSigstore, attested: SignedLayer, root: TrustRoot, kind: str
+) -> None:
+    body = _older_entry_body(kind, attested)
+    entry = sigstore.log.append(rfc8785.dumps(body), integrated_time=_bundle(attested)["Payload"]["integratedTime"])
+    relogged = _with_annotation(attested, ANNOTATION_BUNDLE, entry.cosign_bundle().decode())
+
+    result, statement = _verify_att(relogged, root)
+    payload_sha256 = hashlib.sha256(base64.b64decode(json.loads(attested.payload)["payload"])).hexdigest()
+    wrong = json.loads(json.dumps(body).replace(payload_sha256, "0" * 64))
+    entry = sigstore.log.append(rfc8785.dumps(wrong), integrated_time=entry.integrated_time)
+    mismatched, _ = _verify_att(_with_annotation(attested, ANNOTATION_BUNDLE, entry.cosign_bundle().decode()), root)
+
+    assert result.is_verified, result.failures
+    assert statement is not None
+    assert _failed(mismatched) == {"tlog_body_mismatch"}
+    assert "payload hash" in mismatched.reason
 
 
 def test_rejects_attestation_whose_predicate_type_annotation_lies(attested: SignedLayer, root: TrustRoot) -> None:
