@@ -22,7 +22,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     if status in TrustStatus.values:
         artifacts = artifacts.filter(status=status)
-    counts = dict(Artifact.objects.values_list("status").annotate(n=Count("pk")))
+    counts = dict(Artifact.objects.filter(parent__isnull=True).values_list("status").annotate(n=Count("pk")))
     context = {
         "artifacts": artifacts[:500],
         "counts": [(s, label, counts.get(s, 0)) for s, label in TrustStatus.choices],
