@@ -81,6 +81,10 @@ class Evidence(models.Model):
     integrated_time = models.DateTimeField(null=True, blank=True)
     checks = models.JSONField(default=list)
     statement = models.JSONField(null=True, blank=True)
+    # The evidence exactly as fetched (bounded by discovery), so it can be re-verified without refetching.
+    payload = models.BinaryField(default=b"")
+    annotations = models.JSONField(default=dict)
+    media_type = models.CharField(max_length=200, blank=True)
     verified_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -30,13 +30,17 @@ def ingest_image(
     reference: str,
     trust_root: TrustRoot,
     identity: IdentityPolicy | None,
+    public_keys: tuple[bytes, ...] = (),
 ) -> Artifact:
     """Discover, verify and store everything about one image; returns the top-level artifact.
 
     Raises ProvenanceError subclasses when the image itself cannot be fetched (nothing is stored then).
     """
     found = core_discovery.discover(registry, repository, reference)
-    results = [verification.verify_evidence(e, trust_root=trust_root, identity=identity) for e in found.evidence]
+    results = [
+        verification.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys)
+        for e in found.evidence
+    ]
     tag = None if reference.startswith("sha") and ":" in reference else reference
     return _store(source, repository, tag, found, results)
 
@@ -103,6 +107,9 @@ def _store_evidence(artifact: Artifact, item: verification.Verified) -> Evidence
             "integrated_time": integrated,
             "checks": [c.as_dict() for c in result.checks],
             "statement": statement,
+            "payload": found.layer.payload if found.layer else b"",
+            "annotations": found.layer.annotations if found.layer else {},
+            "media_type": found.layer.media_type[:200] if found.layer else "",
         },
     )
     return row

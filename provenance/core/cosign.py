@@ -390,11 +390,11 @@ def _admit(layer: SignedLayer, run: _Run, *, media_type: str, limit: int) -> boo
             _MALFORMED,
         )
     if not isinstance(layer.payload, bytes) or len(layer.payload) > limit:
-        size = len(layer.payload) if isinstance(layer.payload, bytes) else "not bytes"
+        size = f"{len(layer.payload)} bytes" if isinstance(layer.payload, bytes) else "not bytes"
         run.fail(
             Stage.FORMAT,
             "payload_too_large",
-            f"the layer is {size} bytes; at most {limit} are accepted",
+            f"the layer is {size}; at most {limit} bytes are accepted",
             "this is not a cosign layer of the expected kind",
             _MALFORMED,
         )
@@ -706,6 +706,7 @@ def _check_signer(
         source = "the log's (unverified) integrated time"
     else:
         when = now or datetime.now(UTC)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)  # a naive time is taken as UTC
         source = "the verification time (no log time)"
 
     chain = _check_chain(run, cert, trust_root, when, source)
@@ -1164,7 +1165,8 @@ def _sans(cert: x509.Certificate) -> list[str]:
     for name in names:
         if isinstance(name, x509.UniformResourceIdentifier | x509.RFC822Name | x509.DNSName):
             result.append(name.value)
-        elif isinstance(name, x509.OtherName):
+        elif isinstance(name, x509.OtherName) and name.type_id == _OID_OTHERNAME_USERNAME:
+            # Fulcio's username identities (private deployments): a DER UTF8String; compare the decoded text.
             text = _der_utf8(name.value)
             if text is not None:
                 result.append(text)

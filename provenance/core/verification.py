@@ -52,19 +52,35 @@ def _require_identity(result: VerificationResult, identity: IdentityPolicy | Non
 
 
 def verify_evidence(
-    found: FoundEvidence, *, trust_root: TrustRoot, identity: IdentityPolicy | None
+    found: FoundEvidence,
+    *,
+    trust_root: TrustRoot,
+    identity: IdentityPolicy | None,
+    public_keys: tuple[bytes, ...] = (),
 ) -> Verified:
-    """Verify one piece of found evidence; never raises on bad evidence."""
+    """Verify one piece of found evidence; never raises on bad evidence.
+
+    With ``public_keys`` (PEM), a key-based signature verifies if any key verifies it; keyless evidence is
+    checked against the trust root and ``identity``.
+    """
     if found.problem is not None or found.layer is None:
         problem = found.problem or CheckResult(Stage.FORMAT, "malformed", False, "evidence could not be read")
         return Verified(found, VerificationResult(Outcome.MALFORMED, (problem,)))
-    if found.kind == "signature":
-        result = cosign.verify_signature_layer(found.layer, image_digest=found.covers, trust_root=trust_root,
-                                               identity=identity)
-        return Verified(found, _require_identity(result, identity))
-    result, statement = cosign.verify_attestation_layer(found.layer, image_digest=found.covers,
-                                                        trust_root=trust_root, identity=identity)
-    return Verified(found, _require_identity(result, identity), statement)
+    attempts: list[Verified] = []
+    for key in public_keys or (None,):
+        if found.kind == "signature":
+            result = cosign.verify_signature_layer(found.layer, image_digest=found.covers, trust_root=trust_root,
+                                                   identity=identity, public_key=key)
+            attempt = Verified(found, _require_identity(result, identity))
+        else:
+            result, statement = cosign.verify_attestation_layer(found.layer, image_digest=found.covers,
+                                                                trust_root=trust_root, identity=identity,
+                                                                public_key=key)
+            attempt = Verified(found, _require_identity(result, identity), statement)
+        if attempt.result.is_verified:
+            return attempt
+        attempts.append(attempt)
+    return attempts[0]
 
 
 def judge(signatures: list[VerificationResult], *, looked_at: str) -> Verdict:

@@ -6,7 +6,9 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import random
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,12 +26,12 @@ from provenance.core.cosign import (
     verify_attestation_layer,
     verify_signature_layer,
 )
+from provenance.core.discovery import find_cosign_evidence
 from provenance.core.errors import MalformedEvidenceError
 from provenance.core.testsigstore import (
     IN_TOTO_STATEMENT_V01,
     LeafOptions,
     TestSigstore,
-    cosign_simple_signing_payload,
     in_toto_statement,
 )
 from provenance.core.trustroot import TrustRoot
@@ -40,12 +42,12 @@ from provenance.core.types import (
     ANNOTATION_SIGNATURE,
     Digest,
     IdentityPolicy,
-    MediaType,
     Outcome,
     SignedLayer,
     VerificationResult,
 )
-from tests.support import real_fixtures_dir
+from tests.plugins.registry import RegistryServer, make_image, push_image, unique_repository
+from tests.support import real_fixtures_dir, require_binary
 
 IDENTITY = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -476,32 +478,13 @@ def test_missing_bundle_fails_unless_the_log_is_not_required(signed: SignedLayer
     assert _failed(later) == {"cert_not_valid_at_signing_time"}
 
 
-# -- key-based .sig from the test log --------------------------------------------------------------------------
-
-
-def _key_signed_layer(sigstore: TestSigstore, key: ec.EllipticCurvePrivateKey, image: Digest) -> SignedLayer:
-    payload = cosign_simple_signing_payload(str(image), "registry.test/acme/app")
-    signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    body = rfc8785.dumps(
-        {
-            "apiVersion": "0.0.1",
-            "kind": "hashedrekord",
-            "spec": {
-                "data": {"hash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()}},
-                "signature": {"content": _b64(signature), "publicKey": {"content": _b64(pem)}},
-            },
-        }
-    )
-    entry = sigstore.log.append(body, integrated_time=int(time.time()))
-    annotations = {ANNOTATION_SIGNATURE: _b64(signature), ANNOTATION_BUNDLE: entry.cosign_bundle().decode()}
-    return SignedLayer(MediaType.COSIGN_SIMPLESIGNING, payload, annotations)
+# -- key-based .sig, logged in the test log --------------------------------------------------------------------------
 
 
 def test_key_based_signature_reports_the_key_fingerprint(sigstore: TestSigstore, root: TrustRoot) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    layer = _key_signed_layer(sigstore, key, IMAGE)
+    layer = sigstore.cosign_signature_layer_with_key(str(IMAGE), "registry.test/acme/app", key)
 
     result = verify_signature_layer(layer, image_digest=IMAGE, trust_root=root, public_key=pem)
 
@@ -822,3 +805,51 @@ def test_malformed_attestation_layers_give_malformed_results(
     assert result.outcome is Outcome.MALFORMED
     assert code in _failed(result)
     assert statement is None
+
+
+# -- interop: what the real cosign writes to a real registry ----------------------------------------------------
+
+
+@pytest.mark.integration
+def test_real_cosign_key_based_signature_and_attestation_verify(registry: RegistryServer, tmp_path: Path) -> None:
+    cosign = require_binary("cosign", "run ../shared/tools/install-cosign")
+    client = registry.client()
+    repository = unique_repository("cosign")
+    digest = push_image(client, repository, make_image())
+    reference = f"{registry.host}/{repository}@{digest}"
+    (tmp_path / "predicate.json").write_text(json.dumps({"buildType": "https://example.test/build", "builder": {}}))
+    env = {**os.environ, "HOME": str(tmp_path), "TUF_ROOT": str(tmp_path / "tuf"), "COSIGN_PASSWORD": "test"}
+
+    def run(*args: str) -> None:
+        done = subprocess.run([cosign, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    # Offline: no Rekor here, so cosign writes no bundle annotation (the layers carry the signature only).
+    run("generate-key-pair")
+    offline = ["--key", "cosign.key", "--tlog-upload=false", "--allow-insecure-registry", "--yes"]
+    run("sign", *offline, reference)
+    run("attest", *offline, "--predicate", "predicate.json", "--type", "slsaprovenance", reference)
+    found, problems = find_cosign_evidence(client, repository, digest, level="image")
+    key = (tmp_path / "cosign.pub").read_bytes()
+    [signature] = [f.layer for f in found if f.kind == "signature" and f.layer is not None]
+    [attestation] = [f.layer for f in found if f.kind == "attestation" and f.layer is not None]
+    production = TrustRoot.production()
+
+    signed = verify_signature_layer(
+        signature, image_digest=digest, trust_root=production, public_key=key, require_tlog=False
+    )
+    attested, statement = verify_attestation_layer(
+        attestation, image_digest=digest, trust_root=production, public_key=key, require_tlog=False
+    )
+    unlogged = verify_signature_layer(signature, image_digest=digest, trust_root=production, public_key=key)
+    elsewhere = verify_signature_layer(
+        signature, image_digest=OTHER_IMAGE, trust_root=production, public_key=key, require_tlog=False
+    )
+
+    assert problems == []
+    assert signed.outcome is Outcome.VERIFIED, signed.failures
+    assert attested.outcome is Outcome.VERIFIED, attested.failures
+    assert statement is not None and statement["predicateType"] == "https://slsa.dev/provenance/v0.2"
+    assert statement["_type"] == "https://in-toto.io/Statement/v0.1"  # what cosign 2's legacy attest writes
+    assert _failed(unlogged) == {"tlog_missing"}
+    assert _failed(elsewhere) == {"digest_mismatch"}
