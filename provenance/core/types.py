@@ -124,7 +124,7 @@ class Outcome(StrEnum):
 
     These never collapse into one another: *absent* (nothing to check), *malformed* (could not be read),
     *invalid* (does not verify), *untrusted* (valid, but not by whom or what we trust), *unsupported*
-    (a format we do not check), *error* (could not check: network, unknown trust root).
+    (a format we do not check), *unsigned* (evidence present but unsigned), *error* (could not check).
     """
 
     VERIFIED = "verified"
@@ -133,6 +133,7 @@ class Outcome(StrEnum):
     INVALID = "invalid"
     UNTRUSTED = "untrusted"
     UNSUPPORTED = "unsupported"
+    UNSIGNED = "unsigned"  # evidence that carries no signature at all (cosign .sbom, BuildKit in-index SBOMs)
     ERROR = "error"
 
 

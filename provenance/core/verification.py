@@ -2,7 +2,8 @@
 
 The artifact verdict is decided by the cryptographic results alone: *verified* iff at least one signature
 over this digest verified under the trust root and the expected identity; *unsigned* when no signature was
-found; *error* when one could not be checked; *failed* otherwise, with the first failure as the reason.
+found; *failed* when a signature was definitely bad (malformed, invalid, untrusted); *error* when signatures
+exist but none could be checked (unsupported format, unreachable service). The first failure is the reason.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from provenance.core import cosign
 from provenance.core.discovery import FoundEvidence
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import CheckResult, IdentityPolicy, Outcome, Stage, VerificationResult
+
+
+COSIGN_FORMATS = frozenset({"cosign-sig", "cosign-att"})
+UNSIGNED_FORMATS = frozenset({"cosign-sbom", "buildkit-attestation"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,18 @@ def verify_evidence(
     if found.problem is not None or found.layer is None:
         problem = found.problem or CheckResult(Stage.FORMAT, "malformed", False, "evidence could not be read")
         return Verified(found, VerificationResult(Outcome.MALFORMED, (problem,)))
+    if found.format in UNSIGNED_FORMATS:
+        return Verified(found, VerificationResult(Outcome.UNSIGNED, (CheckResult(
+            Stage.SIGNATURE, "unsigned_evidence", False,
+            f"{found.format} evidence carries no signature: its content is shown but proves nothing",
+            "Attach it as a signed attestation instead (cosign attest --type spdxjson|cyclonedx|slsaprovenance).",
+        ),)))
+    if found.format not in COSIGN_FORMATS:
+        return Verified(found, VerificationResult(Outcome.UNSUPPORTED, (CheckResult(
+            Stage.UNSUPPORTED, "notation_unsupported" if found.format == "notation" else "format_unsupported",
+            False, f"Provenance does not verify {found.format} evidence; it is recorded, not trusted",
+            "Sign with cosign / Sigstore as well, or verify this format with its own tool.",
+        ),)))
     attempts: list[Verified] = []
     for key in public_keys or (None,):
         if found.kind == "signature":
@@ -89,9 +106,10 @@ def judge(signatures: list[VerificationResult], *, looked_at: str) -> Verdict:
         return Verdict("verified", "verified", "")
     if not signatures:
         return Verdict("unsigned", "no_signature", f"no signature found (looked for {looked_at})")
-    errors = [r for r in signatures if r.outcome is Outcome.ERROR]
-    first = (errors or signatures)[0]
+    # Could-not-check is "error" only when nothing was definitely wrong; either way it is never "verified".
+    definite = [r for r in signatures if r.outcome not in {Outcome.ERROR, Outcome.UNSUPPORTED}]
+    first = (definite or signatures)[0]
     failure = first.failures[0] if first.failures else None
     code = failure.code if failure else str(first.outcome)
     reason = failure.message if failure else f"signature {first.outcome}"
-    return Verdict("error" if errors else "failed", code, reason)
+    return Verdict("failed" if definite else "error", code, reason)
