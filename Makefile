@@ -9,10 +9,10 @@ run:
 test:
 	$(PYTHON) scripts/dev.py test
 
-lint: 
+lint:
 	$(PYTHON) scripts/dev.py venv
 	.venv/bin/ruff check provenance tests bench
 
 bench:
 	$(PYTHON) scripts/dev.py venv
-	.venv/bin/python bench/verify_e2e.py
+	for script in bench/*.py; do .venv/bin/python "$$script" || exit 1; done

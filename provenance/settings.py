@@ -54,7 +54,7 @@ DATA_DIR = Path(os.environ.get("PROVENANCE_DATA_DIR") or BASE_DIR / "var")
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if DEBUG or DEMO or TESTING:
-        SECRET_KEY = "insecure-local-only-secret-key-never-use-in-production"
+        SECRET_KEY = "insecure-local-only-secret-key-never-use-in-production"  # noqa: S105 - debug/demo/tests only
     else:
         raise ImproperlyConfigured("SECRET_KEY is required unless PROVENANCE_DEBUG or PROVENANCE_DEMO is set")
 

@@ -20,8 +20,10 @@ def _settings_import(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("PROVENANCE_", "SECRET_KEY", "DJANGO_", "DATABASE_URL", "CELERY_"))}
     clean["PROVENANCE_DATA_DIR"] = os.environ.get("PROVENANCE_DATA_DIR", "/tmp")
-    return subprocess.run([sys.executable, "-c", "import provenance.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])"],
-                          cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    code = ("import provenance.settings as s; "
+            "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL.split(':')[0])")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_secret_key_is_required_outside_debug_and_demo() -> None:

@@ -37,7 +37,8 @@ def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, 
 def ensure_builtin_roots() -> None:
     """Store the public-good production and staging roots shipped with ``sigstore`` (idempotent)."""
     builtin = (
-        ("sigstore-public-good", TrustRoot.Kind.PUBLIC_GOOD, CoreTrustRoot.production(), "Sigstore public-good instance"),
+        ("sigstore-public-good", TrustRoot.Kind.PUBLIC_GOOD, CoreTrustRoot.production(),
+         "Sigstore public-good instance"),
         ("sigstore-staging", TrustRoot.Kind.STAGING, CoreTrustRoot.staging(), "Sigstore staging instance"),
     )
     for name, kind, root, description in builtin:
