@@ -34,7 +34,7 @@ def log(message: str) -> None:
 def _bootstrap_pip() -> None:
     # Debian's python3 ships without ensurepip unless python3-venv is installed: fetch pip's wheel from PyPI
     # and run it from the wheel itself (a wheel is an importable zip).
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as response:  # noqa: S310
+    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as response:
         urls = json.load(response)["urls"]
     wheel = next(u for u in urls if u["filename"].endswith(".whl"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,7 +48,7 @@ def _bootstrap_pip() -> None:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs under whatever python3 the user has
         sys.exit(f"Python 3.11 or newer is required (this is {sys.version.split()[0]})")
     if not PY.exists():
         log(f"creating virtualenv {VENV}")

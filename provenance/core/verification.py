@@ -16,7 +16,6 @@ from provenance.core.discovery import FoundEvidence
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import CheckResult, IdentityPolicy, Outcome, Stage, VerificationResult
 
-
 COSIGN_FORMATS = frozenset({"cosign-sig", "cosign-att"})
 UNSIGNED_FORMATS = frozenset({"cosign-sbom", "buildkit-attestation"})
 
