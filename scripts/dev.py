@@ -79,15 +79,16 @@ def run() -> int:
     log("building the demo fleet and demo admin")
     manage("demo", env=env)
     data_dir = Path(env.get("PROVENANCE_DATA_DIR") or ROOT / "var")
+    port = env.get("PROVENANCE_PORT", "8000")
     processes = {
-        "web": [str(BIN / "gunicorn"), "provenance.wsgi", "--bind", "127.0.0.1:8000", "--workers", "2",
+        "web": [str(BIN / "gunicorn"), "provenance.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--access-logfile", "-"],
         "worker": [str(BIN / "celery"), "-A", "provenance", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [str(BIN / "celery"), "-A", "provenance", "beat", "--loglevel", "INFO",
                  "--schedule", str(data_dir / "celerybeat-schedule")],
     }
     children = {name: subprocess.Popen(cmd, env=env, cwd=ROOT) for name, cmd in processes.items()}
-    log("Provenance is running at http://127.0.0.1:8000  (Ctrl-C stops web, worker and beat)")
+    log(f"Provenance is running at http://127.0.0.1:{port}  (Ctrl-C stops web, worker and beat)")
     stopping = False
 
     def stop(*_: object) -> None:
