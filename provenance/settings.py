@@ -2,7 +2,8 @@
 
 Environment variables (see README "Configuration"):
   PROVENANCE_DEBUG, PROVENANCE_DEMO, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL,
-  PROVENANCE_DATA_DIR, PROVENANCE_FERNET_KEY, PROVENANCE_HTTP_TIMEOUT, PROVENANCE_SIGSTORE_TUF.
+  PROVENANCE_DATA_DIR, PROVENANCE_FERNET_KEY, PROVENANCE_HTTP_TIMEOUT, PROVENANCE_HTTP_RETRIES,
+  PROVENANCE_SCAN_CONCURRENCY, PROVENANCE_RESCAN_INTERVAL, PROVENANCE_SIGSTORE_TUF.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "provenance.trust",
     "provenance.sources",
     "provenance.artifacts",
+    "provenance.policies",
     "provenance.api",
 ]
 
@@ -187,10 +189,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-scans": {"task": "provenance.sources.tasks.sweep_stuck_scans", "schedule": 300.0},
+    "refresh-trust-roots": {"task": "provenance.trust.tasks.refresh_trust_roots", "schedule": 86400.0},
+    "reevaluate-trust": {"task": "provenance.policies.tasks.scheduled_reevaluation", "schedule": 86400.0},
+    "sweep-stuck-reevaluations": {"task": "provenance.policies.tasks.sweep_stuck_reevaluations", "schedule": 900.0},
+    "rescan-sources": {"task": "provenance.sources.tasks.rescan_sources", "schedule": 300.0},
 }
+
+# Sigstore: refresh the public-good and staging trust roots over TUF (fails safe offline: the stored root stays).
+PROVENANCE_SIGSTORE_TUF = env_bool("PROVENANCE_SIGSTORE_TUF", True)
 
 # Registry access
 PROVENANCE_HTTP_TIMEOUT = env_int("PROVENANCE_HTTP_TIMEOUT", 15)
+PROVENANCE_HTTP_RETRIES = env_int("PROVENANCE_HTTP_RETRIES", 3)
+PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 4)  # images looked at at once, per scan
+PROVENANCE_RESCAN_INTERVAL = env_int("PROVENANCE_RESCAN_INTERVAL", 3600)  # seconds between scheduled scans
 PROVENANCE_FERNET_KEY = os.environ.get("PROVENANCE_FERNET_KEY", "")
 
 REST_FRAMEWORK = {

@@ -17,4 +17,6 @@ urlpatterns = [
     path("api/", include("provenance.api.urls")),
     path("", include("provenance.sources.urls")),
     path("", include("provenance.artifacts.urls")),
+    path("", include("provenance.trust.urls")),
+    path("", include("provenance.policies.urls")),
 ]

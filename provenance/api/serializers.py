@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from provenance.artifacts.models import Artifact, Evidence
+from provenance.artifacts.models import Artifact, Evidence, TagEvent
 from provenance.sources.models import Scan, Source
-from provenance.trust.models import TrustRoot
+from provenance.trust.models import PublicKey, TrustRoot
 
 
 class CheckSerializer(serializers.Serializer):
@@ -59,24 +59,68 @@ class ArtifactDetailSerializer(ArtifactSerializer):
         fields = [*ArtifactSerializer.Meta.fields, "parent", "platforms", "evidence"]
 
 
+class TagEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TagEvent
+        fields = ["repository", "tag", "change", "digest", "previous_digest", "seen_at"]
+
+
 class ScanSerializer(serializers.ModelSerializer):
     class Meta:
         model = Scan
-        fields = ["id", "source", "state", "done", "total", "error_code", "error", "created_at", "started_at",
-                  "finished_at"]
+        fields = ["id", "source", "state", "done", "total", "errors", "fetched", "unchanged", "problems",
+                  "error_code", "error", "created_at", "started_at", "finished_at"]
 
 
 class SourceSerializer(serializers.ModelSerializer):
     trust_root = serializers.SlugRelatedField(slug_field="name", queryset=TrustRoot.objects.all())
+    # Credentials go in, never out: the password is stored encrypted and only "has_credentials" is shown.
+    username = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=200)
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=4096,
+                                     style={"input_type": "password"}, trim_whitespace=False)
+    has_credentials = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Source
-        fields = ["id", "name", "kind", "location", "is_insecure", "trust_root", "expected_identity",
-                  "expected_identity_regexp", "expected_issuer", "last_error", "created_at"]
-        read_only_fields = ["last_error", "created_at"]
+        fields = ["id", "name", "kind", "location", "tag_pattern", "newest", "signature_repository", "is_insecure",
+                  "ca_certificates", "trust_root", "expected_identity", "expected_identity_regexp", "expected_issuer",
+                  "is_scheduled", "username", "password", "has_credentials", "last_error", "last_scanned_at",
+                  "created_at"]
+        read_only_fields = ["last_error", "last_scanned_at", "created_at"]
 
 
 class TrustRootSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrustRoot
-        fields = ["name", "kind", "description", "sha256", "created_at", "updated_at"]
+        fields = ["name", "kind", "description", "sha256", "tuf_url", "refreshed_at", "refresh_error", "created_at",
+                  "updated_at"]
+
+
+class TrustRootUploadSerializer(serializers.Serializer):
+    """Upload a private deployment's trusted_root.json: as a file (multipart) or as the JSON text."""
+
+    name = serializers.SlugField(max_length=100)
+    description = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    document = serializers.CharField(required=False, help_text="The trusted_root.json text.")
+    file = serializers.FileField(required=False, help_text="The trusted_root.json file.")
+
+    def validate(self, attrs: dict) -> dict:
+        from provenance.core.trustroot import MAX_TRUST_ROOT_BYTES
+
+        upload = attrs.pop("file", None)
+        if upload is not None:
+            if upload.size > MAX_TRUST_ROOT_BYTES:
+                raise serializers.ValidationError({"file": f"at most {MAX_TRUST_ROOT_BYTES} bytes"})
+            attrs["document"] = upload.read()
+        elif attrs.get("document"):
+            attrs["document"] = attrs["document"].encode()
+        else:
+            raise serializers.ValidationError({"document": "give the trusted_root.json as document or file"})
+        return attrs
+
+
+class PublicKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PublicKey
+        fields = ["name", "description", "pem", "fingerprint", "algorithm", "created_at"]
+        read_only_fields = ["fingerprint", "algorithm", "created_at"]

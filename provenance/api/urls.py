@@ -3,12 +3,15 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from provenance.api import views
+from provenance.policies.api import PolicyViewSet
 
 router = DefaultRouter()
 router.register("artifacts", views.ArtifactViewSet)
 router.register("sources", views.SourceViewSet)
 router.register("scans", views.ScanViewSet)
 router.register("trust-roots", views.TrustRootViewSet)
+router.register("policies", PolicyViewSet)
+router.register("public-keys", views.PublicKeyViewSet)
 
 urlpatterns = [
     path("v1/", include(router.urls)),

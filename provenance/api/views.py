@@ -12,7 +12,8 @@ from provenance.artifacts.models import Artifact
 from provenance.core.errors import MalformedEvidenceError
 from provenance.sources import services as source_services
 from provenance.sources.models import Scan, Source
-from provenance.trust.models import TrustRoot
+from provenance.trust import services as trust_services
+from provenance.trust.models import PublicKey, TrustRoot
 
 
 class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
@@ -47,13 +48,50 @@ class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         scan = source_services.start_scan(self.get_object())
         return Response(serializers.ScanSerializer(scan).data, status=202)
 
+    @action(detail=True, methods=["get"], url_path="tag-history")
+    def tag_history(self, request: Request, pk: str | None = None) -> Response:
+        """Which digest each tag pointed at, and when that changed (newest first)."""
+        events = self.get_object().tag_events.all()
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(serializers.TagEventSerializer(page, many=True).data)
+
 
 class ScanViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Scan.objects.all()
     serializer_class = serializers.ScanSerializer
 
 
-class TrustRootViewSet(viewsets.ReadOnlyModelViewSet):
+class TrustRootViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Trust roots; POST uploads a private deployment's trusted_root.json (validated: a bad one is a 400)."""
+
     queryset = TrustRoot.objects.all()
     serializer_class = serializers.TrustRootSerializer
     lookup_field = "name"
+
+    def get_serializer_class(self):  # type: ignore[no-untyped-def]
+        return serializers.TrustRootUploadSerializer if self.action == "create" else serializers.TrustRootSerializer
+
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        upload = serializers.TrustRootUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        row = trust_services.upload_private_root(**upload.validated_data)
+        return Response(serializers.TrustRootSerializer(row).data, status=201)
+
+    @action(detail=True, methods=["post"])
+    def refresh(self, request: Request, name: str | None = None) -> Response:
+        """Refresh this root from its TUF repository now; a failure is stored on the root (the old one stays)."""
+        row = trust_services.refresh_from_tuf(self.get_object().pk)
+        return Response(serializers.TrustRootSerializer(row).data)
+
+
+class PublicKeyViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Named public keys trusted for key-based signatures; POST validates the PEM (a bad one is a 400)."""
+
+    queryset = PublicKey.objects.all()
+    serializer_class = serializers.PublicKeySerializer
+    lookup_field = "name"
+
+    def perform_create(self, serializer: serializers.PublicKeySerializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = trust_services.add_public_key(name=data["name"], pem=data["pem"].encode(),
+                                                            description=data.get("description", ""))

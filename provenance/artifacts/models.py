@@ -26,6 +26,9 @@ class Artifact(models.Model):
     status_code = models.CharField(max_length=60, blank=True)
     status_reason = models.TextField(blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # What discovery saw (provenance.core.discovery fingerprint, with the verification settings): a re-scan that
+    # computes the same value cheaply skips fetching and verifying again. Empty: always look again.
+    evidence_fingerprint = models.CharField(max_length=140, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -58,12 +61,40 @@ class Tag(models.Model):
         constraints = [models.UniqueConstraint(fields=["artifact", "name"], name="tag_unique_per_artifact")]
 
 
+class TagEvent(models.Model):
+    """A change of what a tag points at, as seen by a scan: first seen, moved, or gone (``digest`` empty).
+
+    The latest event per (source, repository, tag) is where the tag pointed when last looked at.
+    """
+
+    source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="tag_events")
+    repository = models.CharField(max_length=500)
+    tag = models.CharField(max_length=128)
+    digest = models.CharField(max_length=140, blank=True)
+    previous_digest = models.CharField(max_length=140, blank=True)
+    seen_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-seen_at", "-pk"]
+        indexes = [models.Index(fields=["source", "repository", "tag", "-seen_at"], name="tagevent_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag} {self.previous_digest or '-'} -> {self.digest or 'gone'}"
+
+    @property
+    def change(self) -> str:
+        if not self.digest:
+            return "removed"
+        return "moved" if self.previous_digest else "added"
+
+
 class Evidence(models.Model):
     """A signature or attestation found for an artifact, and the result of verifying it."""
 
     class Kind(models.TextChoices):
         SIGNATURE = "signature", "Signature"
         ATTESTATION = "attestation", "Attestation"
+        SBOM = "sbom", "SBOM"
 
     artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="evidence")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -1,17 +1,18 @@
-"""Store what discovery found and what verification concluded, per artifact."""
+"""Store what discovery found and what verification concluded, per artifact; and where tags pointed."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
-from provenance.artifacts.models import Artifact, Evidence, Tag
+from provenance.artifacts.models import Artifact, Evidence, Tag, TagEvent
 from provenance.core import discovery as core_discovery
 from provenance.core import verification
-from provenance.core.discovery import Discovery, ManifestNode
+from provenance.core.discovery import Discovery, Level, ManifestNode
 from provenance.core.oci import Registry
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy
@@ -31,48 +32,59 @@ def ingest_image(
     trust_root: TrustRoot,
     identity: IdentityPolicy | None,
     public_keys: tuple[bytes, ...] = (),
+    signature_repository: str | None = None,
+    signature_registry: Registry | None = None,
 ) -> Artifact:
     """Discover, verify and store everything about one image; returns the top-level artifact.
 
     Raises ProvenanceError subclasses when the image itself cannot be fetched (nothing is stored then).
     """
-    found = core_discovery.discover(registry, repository, reference)
-    results = [
+    found = core_discovery.discover(registry, repository, reference, signature_repository=signature_repository,
+                                    signature_registry=signature_registry)
+    results = verify_discovery(found, trust_root=trust_root, identity=identity, public_keys=public_keys)
+    tag = None if reference.startswith("sha") and ":" in reference else reference
+    artifact = store_discovery(source, repository, found, results)
+    if tag:
+        record_tag(source, repository, tag, found.root.digest)
+    return artifact
+
+
+def verify_discovery(
+    found: Discovery, *, trust_root: TrustRoot, identity: IdentityPolicy | None, public_keys: tuple[bytes, ...] = ()
+) -> list[verification.Verified]:
+    """Verify every piece of found evidence (no database access: safe on worker threads)."""
+    return [
         verification.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys)
         for e in found.evidence
     ]
-    tag = None if reference.startswith("sha") and ":" in reference else reference
-    return _store(source, repository, tag, found, results)
 
 
 @transaction.atomic
-def _store(source: Source, repository: str, tag: str | None, found: Discovery,
-           results: list[verification.Verified]) -> Artifact:
-    root = _store_node(source, repository, found.root, None, results, found)
+def store_discovery(source: Source, repository: str, found: Discovery, results: list[verification.Verified], *,
+                    fingerprint: str = "") -> Artifact:
+    """Store the artifacts (index and platforms), their evidence and verdicts; idempotent per digest."""
+    root = _store_node(source, repository, found.root, None, results, found, fingerprint)
     for child in found.root.children:
-        _store_node(source, repository, child, root, results, found)
-    if tag:
-        Tag.objects.update_or_create(artifact=root, name=tag)
+        _store_node(source, repository, child, root, results, found, fingerprint)
     return root
 
 
 def _store_node(source: Source, repository: str, node: ManifestNode, parent: Artifact | None,
-                results: list[verification.Verified], found: Discovery) -> Artifact:
+                results: list[verification.Verified], found: Discovery, fingerprint: str) -> Artifact:
     artifact, _ = Artifact.objects.update_or_create(
         source=source,
         repository=repository,
         digest=str(node.digest),
-        defaults={"media_type": node.media_type, "parent": parent, "platform": node.platform},
+        defaults={"media_type": node.media_type, "parent": parent, "platform": node.platform,
+                  # Only the root's fingerprint covers the whole tree; children are re-checked through it.
+                  "evidence_fingerprint": fingerprint if parent is None else ""},
     )
     mine = [v for v in results if v.evidence.covers == node.digest]
-    kept: list[int] = []
-    for item in mine:
-        row = _store_evidence(artifact, item)
-        kept.append(row.pk)
+    kept = [_store_evidence(artifact, item).pk for item in mine]
     # Evidence that is no longer in the registry is no longer evidence.
     artifact.evidence.exclude(pk__in=kept).delete()
     signatures = [v.result for v in mine if v.evidence.kind == "signature"]
-    verdict = verification.judge(signatures, looked_at=f"{repository}:{node.digest.tag_prefix}.sig")
+    verdict = verification.judge(signatures, looked_at=found.looked_at(node.digest))
     artifact.status = verdict.status
     artifact.status_code = verdict.code
     artifact.status_reason = verdict.reason
@@ -113,6 +125,73 @@ def _store_evidence(artifact: Artifact, item: verification.Verified) -> Evidence
         },
     )
     return row
+
+
+def stored_tree(source: Source, repository: str, digest: Digest) -> tuple[Artifact | None, list[tuple[Digest, str]]]:
+    """The stored root artifact for ``digest`` and its ``(digest, level)`` nodes, for a cheap re-check."""
+    artifact = Artifact.objects.filter(source=source, repository=repository, digest=str(digest)).first()
+    if artifact is None:
+        return None, []
+    level = Level.INDEX if artifact.is_index else Level.IMAGE
+    nodes = [(digest, level)]
+    for child in artifact.children.order_by("pk"):
+        nodes.append((Digest.parse(child.digest), Level.PLATFORM))
+    return artifact, nodes
+
+
+def forget_fingerprint(source: Source, repository: str, digest: Digest) -> None:
+    """Make the next scan look at ``digest`` again (after a failure)."""
+    Artifact.objects.filter(source=source, repository=repository, digest=str(digest)).update(evidence_fingerprint="")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tags and their history
+
+
+def current_tags(source: Source, repository: str) -> dict[str, str]:
+    """``{tag: digest}`` as last seen (tags last seen gone are left out)."""
+    latest: dict[str, str] = {}
+    events = TagEvent.objects.filter(source=source, repository=repository).order_by("tag", "-seen_at", "-pk")
+    for tag, digest in events.values_list("tag", "digest"):
+        latest.setdefault(tag, digest)
+    return {tag: digest for tag, digest in latest.items() if digest}
+
+
+@transaction.atomic
+def record_tag(source: Source, repository: str, tag: str, digest: Digest) -> TagEvent | None:
+    """Record that ``tag`` points at ``digest`` now. Returns the new event, or None when nothing changed.
+
+    The tag is attached to the artifact for ``digest`` when it is stored (and detached from any other).
+    """
+    previous = (
+        TagEvent.objects.filter(source=source, repository=repository, tag=tag).order_by("-seen_at", "-pk").first()
+    )
+    event = None
+    if previous is None or previous.digest != str(digest):
+        event = TagEvent.objects.create(source=source, repository=repository, tag=tag, digest=str(digest),
+                                        previous_digest=previous.digest if previous is not None else "")
+    attach_tag(source, repository, tag, digest)
+    return event
+
+
+def attach_tag(source: Source, repository: str, tag: str, digest: Digest) -> None:
+    artifact = Artifact.objects.filter(source=source, repository=repository, digest=str(digest),
+                                       parent__isnull=True).first()
+    Tag.objects.filter(artifact__source=source, artifact__repository=repository, name=tag).exclude(
+        artifact=artifact).delete()
+    if artifact is not None:
+        Tag.objects.update_or_create(artifact=artifact, name=tag)  # last_seen moves on every scan
+
+
+@transaction.atomic
+def record_tags_gone(source: Source, repository: str, tags: Sequence[str]) -> int:
+    """Record that ``tags`` no longer exist; returns how many were known to exist before."""
+    known = current_tags(source, repository)
+    gone = [t for t in tags if t in known]
+    for tag in gone:
+        TagEvent.objects.create(source=source, repository=repository, tag=tag, digest="", previous_digest=known[tag])
+    Tag.objects.filter(artifact__source=source, artifact__repository=repository, name__in=gone).delete()
+    return len(gone)
 
 
 def find_artifact(digest: str) -> Artifact | None:

@@ -41,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
 from cryptography.x509.verification import VerificationError as X509VerificationError
 
+from provenance.core.claims import WorkflowClaims, read_claims
 from provenance.core.errors import MalformedEvidenceError
 from provenance.core.trustroot import CertificateAuthority, TrustRoot, spki_sha256
 from provenance.core.types import (
@@ -290,6 +291,8 @@ class _Run:
     tlog: str = ""
     integrated_time: int | None = None  # set only once the SET verified with a trusted log key
     claimed_time: int | None = None  # the bundle's integratedTime, trusted or not
+    signed_time: datetime | None = None  # a verified time from elsewhere (an RFC 3161 timestamp), bundles only
+    signed_time_source: str = ""
 
     def ok(self, stage: Stage, code: str, message: str) -> None:
         self.checks.append((CheckResult(stage, code, True, message), None))
@@ -700,6 +703,8 @@ def _check_signer(
     if run.integrated_time is not None:
         when = datetime.fromtimestamp(run.integrated_time, tz=UTC)
         source = "the log's integrated time"
+    elif run.signed_time is not None:
+        when, source = run.signed_time, run.signed_time_source or "the signed timestamp"
     elif run.claimed_time is not None:
         # The log entry did not verify (that failure is reported); still explain the certificate at its time.
         when = datetime.fromtimestamp(run.claimed_time, tz=UTC)
@@ -885,7 +890,13 @@ def _sct_signed_data(sct: SignedCertificateTimestamp, cert: x509.Certificate, is
     )
 
 
-def _check_identity(run: _Run, signer: _Signer, policy: IdentityPolicy | None) -> None:
+def _check_identity(
+    run: _Run, signer: _Signer, policy: IdentityPolicy | None, claims: WorkflowClaims | None = None
+) -> None:
+    if signer.cert is not None:
+        _check_issuer_extensions(run, signer.cert)
+        if claims is not None and not claims.is_empty():
+            _check_claims(run, signer.cert, claims)
     if policy is None:
         run.fail(
             Stage.IDENTITY,
@@ -921,6 +932,13 @@ def _check_identity(run: _Run, signer: _Signer, policy: IdentityPolicy | None) -
             )
             return
         matched = any(pattern.fullmatch(san) for san in signer.sans)
+        if _is_broad(pattern):
+            run.ok(
+                Stage.IDENTITY,
+                "identity_regexp_broad",
+                f"warning: the identity regexp {policy.identity_regexp!r} matches almost any identity "
+                "(it matches both an empty identity and an unrelated one)",
+            )
     expected = policy.identity or f"/{policy.identity_regexp}/"
     if matched:
         run.ok(Stage.IDENTITY, "identity_ok", f"the certificate identity {found} matches {expected}")
@@ -951,6 +969,56 @@ def _check_identity(run: _Run, signer: _Signer, policy: IdentityPolicy | None) -
             f"sign through {policy.issuer}, or change the policy's issuer to {signer.issuer} if it is trusted",
             Outcome.UNTRUSTED,
         )
+
+
+def _is_broad(pattern: re.Pattern[str]) -> bool:
+    """Whether an (anchored) identity pattern accepts identities that have nothing in common, like ``.*``."""
+    probes = ("", "x", "mallory@evil.example", "https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/x")
+    return sum(1 for probe in probes if pattern.fullmatch(probe)) >= 3
+
+
+def _check_issuer_extensions(run: _Run, cert: x509.Certificate) -> None:
+    """Fulcio writes the OIDC issuer twice (1.1 raw, 1.8 DER); two different values mean a forged certificate."""
+    v2, v1 = _issuer_extension(cert, _OID_ISSUER_V2, True), _issuer_extension(cert, _OID_ISSUER_V1, False)
+    if v2 and v1 and v2 != v1:
+        run.fail(
+            Stage.IDENTITY,
+            "issuer_extensions_disagree",
+            f"the certificate names two different OIDC issuers: {_short(v2)} (1.3.6.1.4.1.57264.1.8) and "
+            f"{_short(v1)} (1.3.6.1.4.1.57264.1.1)",
+            "a CA that writes two issuers is misbehaving; do not trust this certificate",
+            Outcome.INVALID,
+        )
+
+
+def _check_claims(run: _Run, cert: x509.Certificate, claims: WorkflowClaims) -> None:
+    found = read_claims(cert)
+    problems = claims.mismatches(found)
+    if not problems:
+        required = ", ".join(f"{k}={v}" for k, v in sorted(_claims_dict(claims).items()) if v)
+        run.ok(Stage.IDENTITY, "workflow_claims_ok", f"the certificate's workflow claims match ({required})")
+        return
+    text = "; ".join(f"expected {name} {want!r}, found {got or '(none)'!r}" for name, want, got in problems)
+    run.fail(
+        Stage.IDENTITY,
+        "workflow_claims_mismatch",
+        f"the signing workflow's claims differ: {text}",
+        "build from the expected repository, ref, trigger and commit, or change the policy's workflow claims",
+        Outcome.UNTRUSTED,
+    )
+
+
+def _claims_dict(claims: WorkflowClaims) -> dict[str, str]:
+    return {"repository": claims.repository, "ref": claims.ref, "trigger": claims.trigger, "sha": claims.sha}
+
+
+def _issuer_extension(cert: x509.Certificate, oid: x509.ObjectIdentifier, is_der: bool) -> str | None:
+    try:
+        ext = cert.extensions.get_extension_for_oid(oid).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    raw = ext.value if isinstance(ext, x509.UnrecognizedExtension) else b""
+    return (_der_utf8(raw) if is_der else raw.decode("utf-8", "replace")) or None
 
 
 # -- transparency log -------------------------------------------------------------------------------------
@@ -1047,7 +1115,8 @@ def _body_problems(body: dict[str, Any], signer: _Signer, expected: _Expected) -
         _verifier_problem(problems, _get(spec, "signature", "publicKey", "content"), signer)
     elif kind == "intoto":
         content = _obj(spec.get("content"))
-        _hash_problem(problems, "envelope hash", content.get("hash"), expected.layer_sha256)
+        if expected.layer_sha256:  # unknown for Sigstore bundles: the envelope is re-serialized JSON there
+            _hash_problem(problems, "envelope hash", content.get("hash"), expected.layer_sha256)
         if content.get("payloadHash") is not None:
             _hash_problem(problems, "payload hash", content.get("payloadHash"), expected.payload_sha256)
         if body.get("apiVersion") == "0.0.1":
@@ -1068,7 +1137,8 @@ def _body_problems(body: dict[str, Any], signer: _Signer, expected: _Expected) -
                     problems.append("a logged signature differs from the envelope's signatures")
                 _verifier_problem(problems, item.get("publicKey"), signer)
     elif kind == "dsse":
-        _hash_problem(problems, "envelope hash", spec.get("envelopeHash"), expected.layer_sha256)
+        if expected.layer_sha256:
+            _hash_problem(problems, "envelope hash", spec.get("envelopeHash"), expected.layer_sha256)
         _hash_problem(problems, "payload hash", spec.get("payloadHash"), expected.payload_sha256)
         logged = _list(spec.get("signatures"))
         if not logged:

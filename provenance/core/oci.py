@@ -326,7 +326,8 @@ class RegistryClient:
     """A client for one registry, reusing connections; safe to share between threads.
 
     ``registry`` is ``host[:port]``. HTTPS is used unless ``insecure=True``, which means plain HTTP (for local
-    test registries only). ``ca_file`` adds a PEM bundle of trusted CAs for TLS. Authentication is anonymous,
+    test registries only). ``ca_file`` (a path) or ``ca_certificates`` (PEM text) replaces the system CAs for TLS
+    with the given ones, for registries behind a private CA. Authentication is anonymous,
     HTTP Basic, or Bearer tokens fetched from the realm the registry names (with the basic credentials when
     given), cached per scope until they expire.
 
@@ -343,6 +344,7 @@ class RegistryClient:
         password: str | None = None,
         insecure: bool = False,
         ca_file: str | None = None,
+        ca_certificates: str | None = None,
         timeout: float = 10.0,
         max_manifest_bytes: int = 4 * 1024 * 1024,
         max_blob_bytes: int = 64 * 1024 * 1024,
@@ -370,8 +372,12 @@ class RegistryClient:
         self._tokens: dict[str, _Token] = {}
         self._uses_basic = False  # set once the registry asks for Basic, so later requests send it up front
         verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            verify = ssl.create_default_context(cafile=ca_file)
+        if ca_file is not None or ca_certificates:
+            try:
+                verify = ssl.create_default_context(cafile=ca_file, cadata=ca_certificates or None)
+            except (ssl.SSLError, OSError, ValueError) as err:
+                raise RegistryError(f"unusable CA certificates for {registry}: {err}", code="bad_ca") from err
+        self._no_referrers_api: set[str] = set()  # repositories where the registry answered 404 (no API)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             verify=verify,
@@ -528,6 +534,9 @@ class RegistryClient:
         not). Raises :class:`RegistryError` for a malformed answer, and the usual auth and transient errors.
         """
         repository = validate_repository(repository)
+        with self._lock:
+            if repository in self._no_referrers_api:
+                return None  # known: a registry either has the API or not; do not ask for every digest
         url = f"{self._base}/v2/{repository}/referrers/{digest}"
         if artifact_type:
             url = str(httpx.URL(url, params={"artifactType": artifact_type}))
@@ -545,6 +554,8 @@ class RegistryClient:
                 found.extend(manifests)
                 filtered = filtered or "artifactType" in reply.headers.get("OCI-Filters-Applied", "")
         except NotFoundError:
+            with self._lock:
+                self._no_referrers_api.add(repository)
             return None
         if artifact_type and not filtered:
             found = [m for m in found if m.get("artifactType") == artifact_type]
@@ -622,6 +633,19 @@ class RegistryClient:
                 code="digest_mismatch",
             )
         return digest
+
+    def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """Delete a manifest (and so every tag pointing at it). Raises :class:`NotFoundError` and the usual."""
+        repository = validate_repository(repository)
+        what = f"manifest {repository}@{digest}"
+        reply = self._request(
+            "DELETE",
+            f"{self._base}/v2/{repository}/manifests/{digest}",
+            scope=_push_scope(repository).replace("pull,push", "delete"),
+            max_bytes=_MAX_ERROR_BODY,
+            what=what,
+        )
+        self._check(reply, f"delete of {what}")
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
@@ -729,7 +753,8 @@ class RegistryClient:
             if seconds is not None:
                 return seconds if seconds <= _MAX_RETRY_WAIT else None
         # Jitter (50-100% of the step) keeps many workers from retrying in lockstep.
-        return min(_MAX_RETRY_WAIT, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not secrecy)
+        step = min(_MAX_RETRY_WAIT, self.backoff * (2.0**attempt))
+        return step * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not secrecy)
 
     # -- authentication -------------------------------------------------------------------------------------------
 
@@ -786,7 +811,7 @@ class RegistryClient:
         scopes = params.get("scope", "").split()
         if scope not in scopes:
             scopes.append(scope)
-        query: list[tuple[str, str]] = [("scope", s) for s in scopes]
+        query: list[tuple[str, str | int | float | bool | None]] = [("scope", s) for s in scopes]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
         headers = {"Authorization": self._basic_header()} if self._username is not None else {}

@@ -38,6 +38,7 @@ __all__ = ["REF_NAME_ANNOTATION", "OciLayout", "extract_layout_tar", "push_layou
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"
 _MAX_INDEX_BYTES = 4 * 1024 * 1024
+_MAX_REFERRER_SCAN = 10_000  # index.json entries opened when looking for referrers
 
 
 class OciLayout:
@@ -64,6 +65,7 @@ class OciLayout:
         self.max_manifest_bytes = max_manifest_bytes
         self.max_blob_bytes = max_blob_bytes
         self._lock = threading.Lock()
+        self._subject_cache: tuple[tuple[int, int], dict[str, list[dict[str, Any]]]] | None = None
         marker = self.path / "oci-layout"
         try:
             raw = _read_file(marker, 64 * 1024, what="oci-layout")
@@ -131,6 +133,44 @@ class OciLayout:
                 return descriptor
         raise NotFoundError(f"tag {tag!r} not found in OCI layout {self.path}")
 
+    def referrers(self, repository: str, digest: Digest) -> list[dict[str, Any]]:
+        """Return descriptors (JSON dicts) of the image manifests listed in ``index.json`` whose subject is ``digest``.
+
+        This is how a layout holds OCI 1.1 referrers (``oras``, ``cosign save``); ``repository`` is ignored. The
+        subject map is built once per version of ``index.json``. Unreadable entries are skipped here: they are
+        not referrers of anything we can tell.
+        """
+        subjects = self._subjects()
+        return [dict(d) for d in subjects.get(str(digest), [])]
+
+    def _subjects(self) -> dict[str, list[dict[str, Any]]]:
+        try:
+            stat = (self.path / "index.json").stat()
+        except FileNotFoundError:
+            return {}
+        version = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            cached = self._subject_cache
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        subjects: dict[str, list[dict[str, Any]]] = {}
+        for descriptor in self.descriptors()[:_MAX_REFERRER_SCAN]:
+            if descriptor.media_type != MediaType.OCI_MANIFEST:
+                continue
+            try:
+                manifest = self.get_manifest("", descriptor.digest)
+                subject = manifest.subject
+            except (MalformedEvidenceError, NotFoundError):
+                continue
+            if subject is not None:
+                entry = descriptor.as_json()
+                if manifest.artifact_type:
+                    entry["artifactType"] = manifest.artifact_type
+                subjects.setdefault(str(subject.digest), []).append(entry)
+        with self._lock:
+            self._subject_cache = (version, subjects)
+        return subjects
+
     def get_manifest(self, repository: str, reference: str | Digest) -> Manifest:
         """Return the manifest for a tag (a ``ref.name``) or a digest; ``repository`` is ignored.
 
@@ -182,6 +222,28 @@ class OciLayout:
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(path, data)
+        return digest
+
+    def add_referrer(self, data: bytes) -> Digest:
+        """Store a referrer manifest (one with a ``subject``) and list it, untagged, in ``index.json``.
+
+        Returns its digest. Raises :class:`MalformedEvidenceError` (``malformed_manifest``) when it has no subject.
+        """
+        manifest = parse_manifest(data, digest=Digest.of(data))
+        if manifest.subject is None:
+            raise MalformedEvidenceError("a referrer manifest needs a subject", code="malformed_manifest")
+        digest = self.write_blob(data)
+        descriptor: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(digest), "size": len(data)}
+        if manifest.artifact_type:
+            descriptor["artifactType"] = manifest.artifact_type
+        with self._lock:
+            index = self.index()
+            entries = [
+                e for e in index.get("manifests", []) if not (isinstance(e, dict) and e.get("digest") == str(digest))
+            ]
+            index["manifests"] = [*entries, descriptor]
+            index.setdefault("schemaVersion", 2)
+            _write_atomic(self.path / "index.json", _dump_index(index))
         return digest
 
     def write_manifest(self, data: bytes, media_type: str, *, tag: str | None = None) -> Digest:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from provenance.core import cosign
+from provenance.core import bundle, cosign
 from provenance.core.discovery import FoundEvidence
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import CheckResult, IdentityPolicy, Outcome, Stage, VerificationResult
 
 COSIGN_FORMATS = frozenset({"cosign-sig", "cosign-att"})
+BUNDLE_FORMAT = "sigstore-bundle"
 UNSIGNED_FORMATS = frozenset({"cosign-sbom", "buildkit-attestation"})
 
 
@@ -61,11 +62,13 @@ def verify_evidence(
     trust_root: TrustRoot,
     identity: IdentityPolicy | None,
     public_keys: tuple[bytes, ...] = (),
+    require_tlog: bool = True,
 ) -> Verified:
     """Verify one piece of found evidence; never raises on bad evidence.
 
     With ``public_keys`` (PEM), a key-based signature verifies if any key verifies it; keyless evidence is
-    checked against the trust root and ``identity``.
+    checked against the trust root and ``identity``. ``require_tlog=False`` accepts key-based evidence that
+    was never logged (cosign's ``--insecure-ignore-tlog``).
     """
     if found.problem is not None or found.layer is None:
         problem = found.problem or CheckResult(Stage.FORMAT, "malformed", False, "evidence could not be read")
@@ -76,6 +79,9 @@ def verify_evidence(
             f"{found.format} evidence carries no signature: its content is shown but proves nothing",
             "Attach it as a signed attestation instead (cosign attest --type spdxjson|cyclonedx|slsaprovenance).",
         ),)))
+    if found.format == BUNDLE_FORMAT:
+        return _verify_bundle_evidence(found, trust_root=trust_root, identity=identity, public_keys=public_keys,
+                                       require_tlog=require_tlog)
     if found.format not in COSIGN_FORMATS:
         return Verified(found, VerificationResult(Outcome.UNSUPPORTED, (CheckResult(
             Stage.UNSUPPORTED, "notation_unsupported" if found.format == "notation" else "format_unsupported",
@@ -86,17 +92,43 @@ def verify_evidence(
     for key in public_keys or (None,):
         if found.kind == "signature":
             result = cosign.verify_signature_layer(found.layer, image_digest=found.covers, trust_root=trust_root,
-                                                   identity=identity, public_key=key)
+                                                   identity=identity, public_key=key, require_tlog=require_tlog)
             attempt = Verified(found, _require_identity(result, identity))
         else:
             result, statement = cosign.verify_attestation_layer(found.layer, image_digest=found.covers,
                                                                 trust_root=trust_root, identity=identity,
-                                                                public_key=key)
+                                                                public_key=key, require_tlog=require_tlog)
             attempt = Verified(found, _require_identity(result, identity), statement)
         if attempt.result.is_verified:
             return attempt
         attempts.append(attempt)
     return attempts[0]
+
+
+def _verify_bundle_evidence(
+    found: FoundEvidence,
+    *,
+    trust_root: TrustRoot,
+    identity: IdentityPolicy | None,
+    public_keys: tuple[bytes, ...],
+    require_tlog: bool,
+) -> Verified:
+    """A Sigstore bundle attached to an image (an OCI referrer): the signed artifact is the image manifest.
+
+    A DSSE bundle (cosign 3 ``sign`` writes one with predicate ``https://sigstore.dev/cosign/sign/v1``; GitHub
+    and ``cosign attest`` write attestations) must name the image digest as an in-toto subject; a message
+    signature bundle must sign the image digest itself.
+    """
+    assert found.layer is not None
+    outcome = bundle.verify_bundle(
+        found.layer.payload,
+        artifact=found.covers,
+        trust_root=trust_root,
+        identity=identity,
+        public_keys=public_keys,
+        require_tlog=require_tlog,
+    )
+    return Verified(found, _require_identity(outcome.result, identity), outcome.statement)
 
 
 def judge(signatures: list[VerificationResult], *, looked_at: str) -> Verdict:

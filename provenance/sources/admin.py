@@ -5,10 +5,14 @@ from provenance.sources.models import Scan, Source
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "location", "trust_root", "expected_issuer"]
+    list_display = ["name", "kind", "location", "trust_root", "expected_issuer", "last_scanned_at"]
+    # The encrypted password is never shown, not even encrypted; set credentials with the form or the API.
+    exclude = ["encrypted_password"]
+    readonly_fields = ["username", "last_error", "last_scanned_at"]
 
 
 @admin.register(Scan)
 class ScanAdmin(admin.ModelAdmin):
-    list_display = ["source", "state", "done", "total", "error_code", "created_at", "finished_at"]
+    list_display = ["source", "state", "done", "total", "errors", "fetched", "unchanged", "error_code", "created_at",
+                    "finished_at"]
     list_filter = ["state"]

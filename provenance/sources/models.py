@@ -6,19 +6,41 @@ from django.db import models
 
 
 class Source(models.Model):
+    """Where images come from. Registry credentials are stored encrypted (Fernet) and never shown back."""
+
     class Kind(models.TextChoices):
         IMAGE = "image", "Image reference"
+        REPOSITORY = "repository", "Registry repository"
         LAYOUT = "layout", "OCI image layout directory"
+        LAYOUT_TAR = "layout-tar", "OCI image layout tar"
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.IMAGE)
-    location = models.CharField(max_length=1000, help_text="An image reference, or a layout directory path.")
+    location = models.CharField(
+        max_length=1000,
+        help_text="An image reference, a repository (registry/name), or the path of a layout directory or tar.",
+    )
+    tag_pattern = models.CharField(
+        max_length=200, blank=True, help_text="Repository sources: only tags matching this glob (e.g. v1.*)."
+    )
+    newest = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Repository sources: only the newest N tags (by image creation time)."
+    )
+    signature_repository = models.CharField(
+        max_length=500, blank=True, help_text="Where cosign signatures live, if elsewhere (COSIGN_REPOSITORY)."
+    )
     is_insecure = models.BooleanField(default=False, help_text="Plain HTTP to the registry (local registries only).")
+    ca_certificates = models.TextField(blank=True, help_text="PEM CA certificates for a registry with a private CA.")
+    username = models.CharField(max_length=200, blank=True)
+    # A Fernet token (provenance.core.credentials); never rendered, never logged.
+    encrypted_password = models.TextField(blank=True)
+    is_scheduled = models.BooleanField(default=True, help_text="Re-scan periodically.")
     trust_root = models.ForeignKey("trust.TrustRoot", on_delete=models.PROTECT, related_name="sources")
     expected_identity = models.CharField(max_length=500, blank=True)
     expected_identity_regexp = models.CharField(max_length=500, blank=True)
     expected_issuer = models.CharField(max_length=500, blank=True)
     last_error = models.TextField(blank=True)
+    last_scanned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -26,6 +48,17 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def __repr__(self) -> str:
+        return f"<Source {self.pk} {self.name!r} {self.kind}>"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.username and self.encrypted_password)
+
+    @property
+    def is_registry(self) -> bool:
+        return self.kind in {self.Kind.IMAGE, self.Kind.REPOSITORY}
 
 
 class Scan(models.Model):
@@ -41,6 +74,11 @@ class Scan(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="Images that could not be ingested.")
+    fetched = models.PositiveIntegerField(default=0, help_text="Digests whose evidence was fetched and verified.")
+    unchanged = models.PositiveIntegerField(default=0, help_text="Digests whose evidence was unchanged (skipped).")
+    # What went wrong on the way, one {"reference", "code", "message"} per problem (bounded).
+    problems = models.JSONField(default=list, blank=True)
     error_code = models.CharField(max_length=60, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -53,3 +91,7 @@ class Scan(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in {self.State.DONE, self.State.FAILED}
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else (100 if self.is_finished else 0)

@@ -1,9 +1,25 @@
-"""Sources and scans: create them, run them. The ORM meets the core here."""
+"""Sources and scans: create them, run them. The ORM meets the core here.
+
+A scan lists what a source names (an image, a repository's tags, a layout's tags), resolves each tag to a digest
+and records where it pointed, then looks at each digest once however many tags point at it. A digest whose
+evidence is unchanged since the last scan (same manifests in the same places, same verification settings) is
+recognised with a few HEAD requests and not fetched or verified again. Network work runs on a small thread pool;
+the database is written from the scan's own thread only.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import logging
 import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,10 +28,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from provenance.artifacts import services as artifact_services
-from provenance.core.errors import MalformedEvidenceError, ProvenanceError, TransientError
-from provenance.core.oci import Registry, RegistryClient
-from provenance.core.ocilayout import OciLayout
-from provenance.core.types import IdentityPolicy, ImageRef
+from provenance.core import discovery as core_discovery
+from provenance.core.credentials import CredentialBox, CredentialsError, insecure_key_from_secret
+from provenance.core.discovery import Discovery
+from provenance.core.errors import (
+    AuthenticationError,
+    MalformedEvidenceError,
+    NotFoundError,
+    ProvenanceError,
+    TransientError,
+)
+from provenance.core.oci import Registry, RegistryClient, validate_repository
+from provenance.core.ocilayout import OciLayout, extract_layout_tar
+from provenance.core.trustroot import TrustRoot as CoreTrustRoot
+from provenance.core.types import Digest, IdentityPolicy, ImageRef
+from provenance.core.verification import Verified
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
@@ -23,7 +50,80 @@ from provenance.trust.models import TrustRoot
 log = logging.getLogger(__name__)
 
 # Tags that hold evidence rather than images: cosign's sha256-<hex>[.sig|.att|.sbom] and referrers fallbacks.
-_EVIDENCE_TAG = re.compile(r"^sha(256|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")
+_EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")
+_HOST_LIKE = re.compile(
+    r"^(?:[a-zA-Z0-9-]+\.[a-zA-Z0-9.-]+|localhost|[a-zA-Z0-9.-]+:[0-9]+|\[[0-9a-fA-F:]+\](?::[0-9]+)?)$"
+)
+MAX_PROBLEMS = 500
+MAX_NEWEST = 10_000
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Credentials
+
+
+def credential_box() -> CredentialBox:
+    """The box that encrypts registry credentials, from ``PROVENANCE_FERNET_KEY`` (comma-separated, newest first).
+
+    Without that setting, a key derived from SECRET_KEY is used in debug, demo and test mode only; otherwise
+    raises :class:`CredentialsError` (``credentials_key_missing``) so that nothing is stored under a weak key.
+    """
+    keys = [key.strip() for key in (settings.PROVENANCE_FERNET_KEY or "").split(",") if key.strip()]
+    if not keys:
+        if not (settings.DEBUG or settings.DEMO or settings.TESTING):
+            raise CredentialsError(
+                "registry credentials cannot be stored: PROVENANCE_FERNET_KEY is not set (generate one with "
+                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)",
+                code="credentials_key_missing",
+            )
+        keys = [insecure_key_from_secret(settings.SECRET_KEY)]
+    return CredentialBox(keys)
+
+
+def set_credentials(source: Source, *, username: str, password: str | None) -> None:
+    """Store (encrypted) or clear a source's registry credentials. ``password=None`` keeps the stored one."""
+    if not username:
+        source.username, source.encrypted_password = "", ""
+    else:
+        if password is None and not source.encrypted_password:
+            raise MalformedEvidenceError("a username needs a password", code="bad_credentials")
+        source.username = username[:200]
+        if password is not None:
+            source.encrypted_password = credential_box().encrypt(password)
+    Source.objects.filter(pk=source.pk).update(username=source.username, encrypted_password=source.encrypted_password)
+
+
+def _password(source: Source) -> str | None:
+    if not source.has_credentials:
+        return None
+    return credential_box().decrypt(source.encrypted_password)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _split_repository(location: str) -> tuple[str, str]:
+    """``registry/name`` → (registry, repository); raises MalformedEvidenceError for a tag or digest."""
+    last = location.rsplit("/", 1)[-1]
+    if "@" in location or ":" in last:
+        raise MalformedEvidenceError(
+            f"{location[:100]!r} names a tag or digest; a repository source is registry/name", code="bad_reference"
+        )
+    ref = ImageRef.parse(location)
+    return ref.registry, ref.repository
+
+
+def _signature_place(signature_repository: str, default_registry: str) -> tuple[str, str]:
+    """Parse a COSIGN_REPOSITORY-style value: ``registry/name``, or ``name`` on the image's registry."""
+    first, _, rest = signature_repository.partition("/")
+    if rest and _HOST_LIKE.match(first):
+        return first, validate_repository(rest)
+    return default_registry, validate_repository(signature_repository)
+
+
+def _registry_host(source_kind: str, location: str) -> str:
+    return ImageRef.parse(location).registry if source_kind == Source.Kind.IMAGE else _split_repository(location)[0]
 
 
 @transaction.atomic
@@ -37,15 +137,46 @@ def create_source(
     expected_identity_regexp: str = "",
     expected_issuer: str = "",
     is_insecure: bool = False,
+    tag_pattern: str = "",
+    newest: int | None = None,
+    signature_repository: str = "",
+    ca_certificates: str = "",
+    username: str = "",
+    password: str | None = None,
+    is_scheduled: bool = True,
 ) -> Source:
-    """Validate and store a source; raises MalformedEvidenceError on a bad reference or path."""
+    """Validate and store (or update, by name) a source; raises MalformedEvidenceError on bad input.
+
+    Credentials are encrypted before they are stored; raises :class:`CredentialsError` when there is no key.
+    """
+    location = location.strip()
     if kind == Source.Kind.IMAGE:
         ImageRef.parse(location)
+    elif kind == Source.Kind.REPOSITORY:
+        _split_repository(location)
     elif kind == Source.Kind.LAYOUT:
         if not (Path(location) / "index.json").is_file():
             raise MalformedEvidenceError(f"{location!r} is not an OCI image layout (no index.json)", code="bad_layout")
+    elif kind == Source.Kind.LAYOUT_TAR:
+        if not Path(location).is_file() or not tarfile.is_tarfile(location):
+            raise MalformedEvidenceError(f"{location!r} is not a tar file", code="bad_layout")
     else:
         raise MalformedEvidenceError(f"unknown source kind {kind!r}", code="bad_kind")
+    if kind != Source.Kind.REPOSITORY and (tag_pattern or newest):
+        raise MalformedEvidenceError("tag patterns and newest-N apply to repository sources only", code="bad_filter")
+    if newest is not None and not 1 <= newest <= MAX_NEWEST:
+        raise MalformedEvidenceError(f"newest must be between 1 and {MAX_NEWEST}", code="bad_filter")
+    if len(tag_pattern) > 200:
+        raise MalformedEvidenceError("tag pattern is too long", code="bad_filter")
+    is_registry = kind in {Source.Kind.IMAGE, Source.Kind.REPOSITORY}
+    if signature_repository:
+        if not is_registry:
+            raise MalformedEvidenceError("a signature repository applies to registry sources", code="bad_reference")
+        _signature_place(signature_repository, _registry_host(kind, location))
+    if (username or password) and not is_registry:
+        raise MalformedEvidenceError("credentials apply to registry sources", code="bad_credentials")
+    if ca_certificates and "BEGIN CERTIFICATE" not in ca_certificates:
+        raise MalformedEvidenceError("CA certificates must be PEM", code="bad_ca")
     source, _ = Source.objects.update_or_create(
         name=name,
         defaults={
@@ -56,9 +187,20 @@ def create_source(
             "expected_identity_regexp": expected_identity_regexp,
             "expected_issuer": expected_issuer,
             "is_insecure": is_insecure,
+            "tag_pattern": tag_pattern,
+            "newest": newest,
+            "signature_repository": signature_repository,
+            "ca_certificates": ca_certificates,
+            "is_scheduled": is_scheduled,
         },
     )
+    if username or password is not None or source.username:
+        set_credentials(source, username=username, password=password)
     return source
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Scans: the row is the job
 
 
 def start_scan(source: Source) -> Scan:
@@ -68,6 +210,22 @@ def start_scan(source: Source) -> Scan:
     with transaction.atomic():
         scan = Scan.objects.create(source=source)
         scan_source.delay_on_commit(scan.pk)
+    return scan
+
+
+def scan_here(source: Source, *, progress: Callable[[Scan], None] | None = None) -> Scan:
+    """Run a scan of ``source`` in this process (no worker), e.g. for ``manage.py ingest --wait``.
+
+    The scan row is claimed like a worker would, so it is never run twice. Errors end up on the row, as they
+    would from the task; returns the finished row.
+    """
+    scan = Scan.objects.create(source=source)
+    if claim_scan(scan.pk):
+        try:
+            run_scan(scan.pk, progress=progress)
+        except ProvenanceError as err:
+            fail_scan(scan.pk, err)
+    scan.refresh_from_db()
     return scan
 
 
@@ -94,15 +252,119 @@ def fail_scan(scan_id: int, err: ProvenanceError) -> None:
         Scan.objects.filter(pk=scan_id).update(
             state=Scan.State.FAILED, error_code=err.code, error=err.message, finished_at=timezone.now()
         )
-        Source.objects.filter(pk=scan.source_id).update(last_error=f"{err.code}: {err.message}")
+        Source.objects.filter(pk=scan.source_id).update(last_error=f"{err.code}: {err.message}"[:20000])
+
+
+def sweep_stuck_scans(*, older_than: timedelta = timedelta(hours=1)) -> int:
+    """Fail scans left running by a killed worker; returns how many were swept."""
+    cutoff = timezone.now() - older_than
+    return Scan.objects.filter(state=Scan.State.RUNNING, started_at__lt=cutoff).update(
+        state=Scan.State.FAILED,
+        error_code="worker_lost",
+        error="the worker running this scan stopped before finishing; start the scan again",
+        finished_at=timezone.now(),
+    )
+
+
+def rescan_due_sources(*, interval: timedelta | None = None) -> int:
+    """Start a scan of each scheduled source last scanned longer than ``interval`` ago and not being scanned.
+
+    Returns how many scans were started. Cheap for unchanged images: see the module docstring.
+    """
+    if interval is None:
+        interval = timedelta(seconds=getattr(settings, "PROVENANCE_RESCAN_INTERVAL", 3600))
+    cutoff = timezone.now() - interval
+    busy = Scan.objects.filter(state__in=[Scan.State.PENDING, Scan.State.RUNNING]).values("source_id")
+    # A recent scan that failed (say, wrong credentials) also counts: do not hammer a registry every few minutes.
+    recent = Scan.objects.filter(created_at__gte=cutoff).values("source_id")
+    due = (
+        Source.objects.filter(is_scheduled=True)
+        .exclude(pk__in=busy)
+        .exclude(pk__in=recent)
+        .exclude(last_scanned_at__gte=cutoff)
+    )
+    started = 0
+    for source in due:
+        start_scan(source)
+        started += 1
+    return started
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Access to what a source names
+
+
+@dataclass
+class Access:
+    """The read side of a source: the image registry (or layout) and where signatures live."""
+
+    registry: Registry
+    signature_registry: Registry | None = None
+    signature_repository: str | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
+
+
+def _client(source: Source, host: str, *, with_credentials: bool) -> RegistryClient:
+    password = _password(source) if with_credentials else None
+    return RegistryClient(
+        host,
+        username=source.username if password is not None else None,
+        password=password,
+        insecure=source.is_insecure,
+        ca_certificates=source.ca_certificates or None,
+        timeout=float(settings.PROVENANCE_HTTP_TIMEOUT),
+        retries=getattr(settings, "PROVENANCE_HTTP_RETRIES", 3),
+    )
+
+
+@contextmanager
+def open_access(source: Source) -> Iterator[Access]:
+    """Open a source for reading: registry clients, an OCI layout, or a layout tar extracted to a temporary
+    directory (removed afterwards). Raises :class:`ProvenanceError` subclasses."""
+    access: Access
+    if source.kind == Source.Kind.LAYOUT:
+        access = Access(OciLayout(Path(source.location)))
+    elif source.kind == Source.Kind.LAYOUT_TAR:
+        scratch = Path(tempfile.mkdtemp(prefix=f"layout-{source.pk}-", dir=_scratch_dir()))
+        try:
+            layout = extract_layout_tar(source.location, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        access = Access(layout, _closers=[lambda: shutil.rmtree(scratch, ignore_errors=True)])
+    else:
+        host = _registry_host(source.kind, source.location)
+        client = _client(source, host, with_credentials=True)
+        access = Access(client, _closers=[client.close])
+        if source.signature_repository:
+            sig_host, sig_repo = _signature_place(source.signature_repository, host)
+            access.signature_repository = sig_repo
+            if sig_host != host:
+                # Another registry: our credentials are for the image's registry only, never sent elsewhere.
+                sig_client = _client(source, sig_host, with_credentials=False)
+                access.signature_registry = sig_client
+                access._closers.append(sig_client.close)
+    try:
+        yield access
+    finally:
+        access.close()
+
+
+def _scratch_dir() -> Path:
+    path = Path(settings.DATA_DIR) / "scratch"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def open_registry(source: Source) -> Registry:
-    """Return the read-side client for a source: a registry client or an OCI layout."""
+    """Return the read-side client for a registry or layout-directory source (the caller closes it)."""
     if source.kind == Source.Kind.LAYOUT:
         return OciLayout(Path(source.location))
-    ref = ImageRef.parse(source.location)
-    return RegistryClient(ref.registry, insecure=source.is_insecure, timeout=settings.PROVENANCE_HTTP_TIMEOUT)
+    return _client(source, _registry_host(source.kind, source.location), with_credentials=True)
 
 
 def identity_policy(source: Source) -> IdentityPolicy | None:
@@ -115,66 +377,272 @@ def identity_policy(source: Source) -> IdentityPolicy | None:
     )
 
 
-def image_references(source: Source, registry: Registry) -> list[tuple[str, str]]:
-    """Return the (repository, reference) pairs a source names."""
-    if source.kind == Source.Kind.LAYOUT:
-        repository = Path(source.location).name
-        tags = [t for t in registry.list_tags(repository) if not _EVIDENCE_TAG.match(t)]
-        return [(repository, tag) for tag in sorted(tags)]
-    ref = ImageRef.parse(source.location)
-    return [(ref.repository, str(ref.digest) if ref.digest else str(ref.tag))]
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing to ingest: a tag (or a digest) in a repository."""
+
+    repository: str
+    reference: str  # a tag, or a digest string
+    tag: str | None
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.reference}" if self.tag is None else f"{self.repository}:{self.tag}"
 
 
-def run_scan(scan_id: int) -> None:
+@dataclass(slots=True)
+class Listing:
+    targets: list[Target]
+    # Image tags that exist now, per repository (absent: the source does not enumerate tags).
+    existing: dict[str, set[str]] = field(default_factory=dict)
+    # Every tag (evidence tags too) per repository: lets discovery skip looking for tags that do not exist.
+    listed: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+def _layout_repository(source: Source) -> str:
+    name = Path(source.location).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or "layout"
+
+
+def list_targets(source: Source, access: Access, *, pool: ThreadPoolExecutor | None = None) -> Listing:
+    """Return what a source names. Raises when the source itself cannot be read (auth, unknown repository)."""
+    if source.kind == Source.Kind.IMAGE:
+        ref = ImageRef.parse(source.location)
+        if ref.digest is not None:
+            return Listing([Target(ref.repository, str(ref.digest), None)])
+        return Listing([Target(ref.repository, str(ref.tag), ref.tag)])
+    if source.kind in {Source.Kind.LAYOUT, Source.Kind.LAYOUT_TAR}:
+        repository = _layout_repository(source)
+        everything = access.registry.list_tags(repository)
+        tags = sorted(t for t in everything if not _EVIDENCE_TAG.match(t))
+        return Listing([Target(repository, t, t) for t in tags], {repository: set(tags)},
+                       {repository: frozenset(everything)})
+    _, repository = _split_repository(source.location)
+    everything = access.registry.list_tags(repository)
+    tags = [t for t in everything if not _EVIDENCE_TAG.match(t)]
+    selected = [t for t in tags if fnmatch.fnmatchcase(t, source.tag_pattern)] if source.tag_pattern else tags
+    if source.newest:
+        selected = _newest(access.registry, repository, selected, source.newest, pool)
+    listed = {repository: frozenset(everything)}
+    if access.signature_repository and access.signature_registry is None:
+        listed[access.signature_repository] = frozenset(access.registry.list_tags(access.signature_repository))
+    return Listing([Target(repository, t, t) for t in sorted(selected)], {repository: set(tags)}, listed)
+
+
+def _newest(registry: Registry, repository: str, tags: list[str], count: int,
+            pool: ThreadPoolExecutor | None) -> list[str]:
+    """The ``count`` tags whose images were created last (config ``created``; tags without one sort last)."""
+    def created(tag: str) -> str:
+        try:
+            return core_discovery.image_created(registry, repository, tag)
+        except (TransientError, AuthenticationError):
+            raise
+        except ProvenanceError:
+            return ""
+
+    times = list(pool.map(created, tags)) if pool is not None else [created(t) for t in tags]
+    ranked = sorted(zip(tags, times, strict=True), key=lambda item: (item[1], _natural(item[0])), reverse=True)
+    return [tag for tag, _ in ranked[:count]]
+
+
+def _natural(tag: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", tag) if part)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running a scan
+
+
+def _policy_key(source: Source) -> str:
+    """What verification depends on besides the evidence: a change forces a fresh look at every digest."""
+    parts = [hashlib.sha256(source.trust_root.document.encode()).hexdigest(), source.expected_identity,
+             source.expected_identity_regexp, source.expected_issuer, source.signature_repository]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _combined(evidence_fingerprint: str, policy_key: str) -> str:
+    return core_discovery.fingerprint_of({"evidence": evidence_fingerprint, "policy": policy_key})
+
+
+@dataclass(slots=True)
+class _Examined:
+    """What a worker thread learned about one digest."""
+
+    digest: Digest
+    unchanged: bool = False
+    discovery: Discovery | None = None
+    results: list[Verified] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+class _Progress:
+    """Counts and problems of a running scan, written to its row as they change."""
+
+    def __init__(self, scan: Scan, callback: Callable[[Scan], None] | None) -> None:
+        self.scan = scan
+        self.callback = callback
+        self.messages: list[str] = []
+        self.transient = 0
+        self.succeeded = 0
+
+    def problem(self, reference: str, code: str, message: str, *, is_error: bool) -> None:
+        if len(self.scan.problems) < MAX_PROBLEMS:
+            self.scan.problems.append({"reference": reference[:300], "code": code[:60], "message": message[:1000]})
+        if is_error:
+            self.scan.errors += 1
+            self.messages.append(f"{reference}: {code}: {message}")
+
+    def advance(self, steps: int) -> None:
+        self.scan.done += steps
+        self.save()
+
+    def save(self) -> None:
+        Scan.objects.filter(pk=self.scan.pk).update(
+            done=self.scan.done, total=self.scan.total, errors=self.scan.errors, fetched=self.scan.fetched,
+            unchanged=self.scan.unchanged, problems=self.scan.problems,
+        )
+        if self.callback is not None:
+            self.callback(self.scan)
+
+
+def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None) -> None:
     """Ingest every image a source names, verify its evidence and store the results.
 
-    A transient error (network, 5xx) propagates so the task can retry; anything else about one image is stored
-    on that image or the scan, and the rest of the scan goes on.
+    Problems with one image (unreadable, gone, unreachable) are stored on the scan and the rest goes on.
+    Raises :class:`TransientError` only when nothing could be ingested for a transient reason (so the task
+    retries), and errors about the source itself (authentication, unknown repository, unusable trust root).
     """
     scan = Scan.objects.select_related("source__trust_root").get(pk=scan_id)
     source = scan.source
+    scan.problems, scan.errors, scan.done, scan.fetched, scan.unchanged = [], 0, 0, 0, 0
     trust_root = trust_services.load(source.trust_root)
-    registry = open_registry(source)
-    try:
-        references = image_references(source, registry)
-        Scan.objects.filter(pk=scan_id).update(total=len(references))
-        errors: list[str] = []
-        for repository, reference in references:
-            try:
-                artifact_services.ingest_image(
-                    source=source,
-                    registry=registry,
-                    repository=repository,
-                    reference=reference,
-                    trust_root=trust_root,
-                    identity=identity_policy(source),
-                )
-            except TransientError:
-                raise
-            except ProvenanceError as err:
-                errors.append(f"{repository}:{reference}: {err.code}: {err.message}")
-            Scan.objects.filter(pk=scan_id).update(done=scan.done + 1)
-            scan.done += 1
-    finally:
-        close = getattr(registry, "close", None)
-        if close is not None:
-            close()
+    identity = identity_policy(source)
+    policy = _policy_key(source)
+    tracker = _Progress(scan, progress)
+    concurrency = max(1, getattr(settings, "PROVENANCE_SCAN_CONCURRENCY", 4))
+    with open_access(source) as access, ThreadPoolExecutor(concurrency, thread_name_prefix="scan") as pool:
+        listing = list_targets(source, access, pool=pool)
+        scan.total = len(listing.targets)
+        tracker.save()
+        for repository, existing in listing.existing.items():
+            known = artifact_services.current_tags(source, repository)
+            artifact_services.record_tags_gone(source, repository, [t for t in known if t not in existing])
+        groups = _resolve(access, listing.targets, pool, tracker, source)
+        futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
+        for (repository, digest), targets in groups.items():
+            artifact, nodes = artifact_services.stored_tree(source, repository, digest)
+            stored = artifact.evidence_fingerprint if artifact is not None else ""
+            future = pool.submit(_examine, access, repository, digest, nodes=nodes, stored=stored, policy=policy,
+                                 trust_root=trust_root, identity=identity, listed=listing.listed)
+            futures[future] = (repository, digest, targets)
+        for future in as_completed(futures):
+            repository, digest, targets = futures[future]
+            _finish_digest(source, future, repository, digest, targets, tracker)
+    if tracker.transient and not tracker.succeeded and scan.total:
+        raise TransientError(f"nothing could be ingested: {tracker.messages[0]}")
+    now = timezone.now()
+    summary = "\n".join(tracker.messages)[:20000]
     with transaction.atomic():
         Scan.objects.filter(pk=scan_id).update(
             state=Scan.State.DONE,
-            error_code="partial" if errors else "",
-            error="\n".join(errors)[:20000],
-            finished_at=timezone.now(),
+            error_code="partial" if scan.errors else "",
+            error=summary,
+            finished_at=now,
+            done=scan.done,
+            errors=scan.errors,
+            problems=scan.problems,
         )
-        Source.objects.filter(pk=source.pk).update(last_error="\n".join(errors)[:20000])
+        Source.objects.filter(pk=source.pk).update(last_error=summary, last_scanned_at=now)
 
 
-def sweep_stuck_scans(*, older_than: timedelta = timedelta(hours=1)) -> int:
-    """Fail scans left running by a killed worker; returns how many were swept."""
-    cutoff = timezone.now() - older_than
-    return Scan.objects.filter(state=Scan.State.RUNNING, started_at__lt=cutoff).update(
-        state=Scan.State.FAILED,
-        error_code="worker_lost",
-        error="the worker running this scan stopped before finishing; start the scan again",
-        finished_at=timezone.now(),
-    )
+def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tracker: _Progress,
+             source: Source) -> dict[tuple[str, Digest], list[Target]]:
+    """Resolve tags to digests (HEAD), record where each points; group targets by digest."""
+    def resolve(target: Target) -> Digest:
+        if target.tag is None:
+            return Digest.parse(target.reference)
+        head = getattr(access.registry, "head_manifest", None)
+        digest = head(target.repository, target.tag) if head is not None else None
+        if digest is None:
+            # Distribution answers 404 to HEAD for a tag that was listed a moment ago and deleted since.
+            raise NotFoundError(f"tag {target} was listed but no longer exists (deleted since?)",
+                                code="tag_gone")
+        return digest
+
+    groups: dict[tuple[str, Digest], list[Target]] = {}
+    futures = [(target, pool.submit(resolve, target)) for target in targets]
+    for target, future in futures:
+        try:
+            digest = future.result()
+        except AuthenticationError:
+            raise
+        except ProvenanceError as err:
+            _record_failure(tracker, str(target), err)
+            if target.tag is not None and isinstance(err, NotFoundError):
+                artifact_services.record_tags_gone(source, target.repository, [target.tag])
+            tracker.advance(1)
+            continue
+        groups.setdefault((target.repository, digest), []).append(target)
+    return groups
+
+
+def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tuple[Digest, str]], stored: str,
+             policy: str, trust_root: CoreTrustRoot, identity: IdentityPolicy | None,
+             listed: dict[str, frozenset[str]]) -> _Examined:
+    """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here)."""
+    if stored and nodes:
+        current = _combined(
+            core_discovery.evidence_fingerprint(
+                access.registry, repository, nodes, signature_repository=access.signature_repository,
+                signature_registry=access.signature_registry, listed_tags=listed,
+            ),
+            policy,
+        )
+        if current == stored:
+            return _Examined(digest, unchanged=True)
+    found = core_discovery.discover(access.registry, repository, digest,
+                                    signature_repository=access.signature_repository,
+                                    signature_registry=access.signature_registry, listed_tags=listed)
+    results = artifact_services.verify_discovery(found, trust_root=trust_root, identity=identity)
+    fingerprint = _combined(found.fingerprint, policy) if found.fingerprint else ""
+    return _Examined(digest, discovery=found, results=results, fingerprint=fingerprint)
+
+
+def _finish_digest(source: Source, future: Future[_Examined], repository: str, digest: Digest,
+                   targets: list[Target], tracker: _Progress) -> None:
+    """On the scan thread: store what a worker learned, record tags, count progress."""
+    label = " ".join(str(t) for t in targets[:3]) + (" ..." if len(targets) > 3 else "")
+    try:
+        examined = future.result()
+    except AuthenticationError:
+        raise
+    except ProvenanceError as err:
+        artifact_services.forget_fingerprint(source, repository, digest)
+        _record_failure(tracker, f"{label}@{digest}", err)
+    except Exception as err:  # a bug with one image must not lose the others; it is logged in full
+        log.exception("internal error ingesting %s@%s", repository, digest)
+        _record_failure(tracker, f"{label}@{digest}",
+                        ProvenanceError(f"internal error: {type(err).__name__}", code="internal_error"))
+    else:
+        tracker.succeeded += 1
+        if examined.unchanged:
+            tracker.scan.unchanged += 1
+        else:
+            assert examined.discovery is not None
+            artifact_services.store_discovery(source, repository, examined.discovery, examined.results,
+                                              fingerprint=examined.fingerprint)
+            tracker.scan.fetched += 1
+            for problem in examined.discovery.problems:
+                tracker.problem(f"{label}@{digest}", problem.code, problem.message, is_error=False)
+    for target in targets:
+        if target.tag is not None:
+            artifact_services.record_tag(source, repository, target.tag, digest)
+    tracker.advance(len(targets))
+
+
+def _record_failure(tracker: _Progress, reference: str, err: ProvenanceError) -> None:
+    if isinstance(err, TransientError):
+        tracker.transient += 1
+    tracker.problem(reference, err.code, err.message, is_error=True)

@@ -33,3 +33,9 @@ def scan_source(self, scan_id: int) -> None:  # type: ignore[no-untyped-def]
 @shared_task
 def sweep_stuck_scans() -> int:
     return services.sweep_stuck_scans()
+
+
+@shared_task
+def rescan_sources() -> int:
+    """Beat: start a scan of every scheduled source that is due (unchanged images are recognised cheaply)."""
+    return services.rescan_due_sources()

@@ -7,16 +7,16 @@ from django.views.decorators.http import require_POST
 
 from provenance.core.errors import ProvenanceError
 from provenance.sources import services
-from provenance.sources.forms import ImageSourceForm
+from provenance.sources.forms import SourceForm
 from provenance.sources.models import Source
 
 
 @login_required
 def source_new(request: HttpRequest) -> HttpResponse:
-    form = ImageSourceForm(request.POST or None)
+    form = SourceForm(request.POST or None, initial={"kind": Source.Kind.IMAGE})
     if request.method == "POST" and form.is_valid():
         try:
-            source = services.create_source(kind=Source.Kind.IMAGE, **form.cleaned_data)
+            source = services.create_source(**form.cleaned_data)
         except ProvenanceError as err:
             form.add_error("location", err.message)
         else:
@@ -29,7 +29,12 @@ def source_new(request: HttpRequest) -> HttpResponse:
 def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(Source.objects.select_related("trust_root"), pk=pk)
     scan = source.scans.first()
-    context = {"source": source, "scan": scan, "artifacts": source.artifacts.filter(parent__isnull=True)}
+    context = {
+        "source": source,
+        "scan": scan,
+        "artifacts": source.artifacts.filter(parent__isnull=True).prefetch_related("tags"),
+        "tag_events": source.tag_events.all()[:50],
+    }
     if request.htmx:
         response = render(request, "sources/detail.html#scan-progress", context)
         if scan is None or scan.is_finished:

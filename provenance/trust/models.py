@@ -1,4 +1,4 @@
-"""Trust roots: Sigstore ``trusted_root.json`` documents, stored as data."""
+"""Trust anchors as data: Sigstore ``trusted_root.json`` documents, and named long-lived public keys."""
 
 from __future__ import annotations
 
@@ -16,8 +16,29 @@ class TrustRoot(models.Model):
     description = models.CharField(max_length=300, blank=True)
     document = models.TextField(help_text="The trusted_root.json document.")
     sha256 = models.CharField(max_length=64, editable=False)
+    tuf_url = models.URLField(blank=True, help_text="TUF repository the document is refreshed from, if any.")
+    refreshed_at = models.DateTimeField(null=True, blank=True, help_text="Last successful TUF refresh.")
+    refresh_error = models.TextField(blank=True, help_text="Why the last TUF refresh failed (the old root is kept).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PublicKey(models.Model):
+    """A named long-lived signing key (``cosign.pub``) trusted for key-based signatures."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    pem = models.TextField(help_text="The PEM public key (SubjectPublicKeyInfo).")
+    fingerprint = models.CharField(max_length=80, unique=True, editable=False,
+                                   help_text="sha256 of the DER public key, as shown in verification results.")
+    algorithm = models.CharField(max_length=20, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]

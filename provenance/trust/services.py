@@ -1,13 +1,29 @@
-"""Where trust-root rows meet the core's TrustRoot."""
+"""Where trust-root and public-key rows meet the core: validation, storage, and the TUF refresh."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from provenance.core import keys as core_keys
+from provenance.core import tufroot
+from provenance.core.errors import ProvenanceError, TrustRootError
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
-from provenance.trust.models import TrustRoot
+from provenance.trust.models import PublicKey, TrustRoot
+
+log = logging.getLogger(__name__)
+
+PUBLIC_GOOD = "sigstore-public-good"
+STAGING = "sigstore-staging"
+_BUILTIN = {
+    PUBLIC_GOOD: (TrustRoot.Kind.PUBLIC_GOOD, tufroot.PRODUCTION_TUF_URL, "Sigstore public-good instance"),
+    STAGING: (TrustRoot.Kind.STAGING, tufroot.STAGING_TUF_URL, "Sigstore staging instance"),
+}
 
 
 def load(row: TrustRoot) -> CoreTrustRoot:
@@ -19,28 +35,108 @@ def load(row: TrustRoot) -> CoreTrustRoot:
 
 
 @transaction.atomic
-def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, description: str = "") -> TrustRoot:
+def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, description: str = "",
+             tuf_url: str = "") -> TrustRoot:
     """Validate and store a ``trusted_root.json``; raises TrustRootError (nothing saved) when it is invalid."""
     CoreTrustRoot.from_json(document, name=name)
-    row, _ = TrustRoot.objects.update_or_create(
+    defaults = {
+        "kind": kind,
+        "description": description,
+        "document": document.decode(),
+        "sha256": hashlib.sha256(document).hexdigest(),
+    }
+    if tuf_url:
+        defaults["tuf_url"] = tuf_url
+    row, _ = TrustRoot.objects.update_or_create(name=name, defaults=defaults)
+    return row
+
+
+def upload_private_root(*, name: str, document: bytes, description: str = "") -> TrustRoot:
+    """Store a private deployment's ``trusted_root.json`` uploaded by a user.
+
+    Raises :class:`TrustRootError` with a stable code when the document is not a valid trusted root, or when
+    ``name`` is one of the built-in roots (those come from the ``sigstore`` package and TUF only).
+    """
+    if name in _BUILTIN or TrustRoot.objects.filter(name=name).exclude(kind=TrustRoot.Kind.PRIVATE).exists():
+        raise TrustRootError(f"{name!r} is a built-in trust root; choose another name", code="trust_root_reserved")
+    try:
+        document.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TrustRootError("the trusted root is not UTF-8 JSON", code="trust_root_malformed") from err
+    return register(name=name, document=document, kind=TrustRoot.Kind.PRIVATE, description=description)
+
+
+def ensure_builtin_roots() -> None:
+    """Store the public-good production and staging roots shipped with ``sigstore`` (idempotent).
+
+    A root refreshed over TUF since is newer than the shipped copy and is kept.
+    """
+    shipped = {PUBLIC_GOOD: CoreTrustRoot.production(), STAGING: CoreTrustRoot.staging()}
+    for name, (kind, url, description) in _BUILTIN.items():
+        row = TrustRoot.objects.filter(name=name).first()
+        if row is None or (row.refreshed_at is None and row.sha256 != shipped[name].sha256):
+            register(name=name, document=shipped[name].raw, kind=kind, description=description, tuf_url=url)
+        elif not row.tuf_url:
+            TrustRoot.objects.filter(pk=row.pk).update(tuf_url=url)
+
+
+def refresh_from_tuf(row_id: int, *, timeout: int | None = None) -> TrustRoot | None:
+    """Refresh one root from its TUF repository; on any failure keep the stored root and record why.
+
+    Returns the row (None when it is gone). Never raises a :class:`ProvenanceError`: a refresh that cannot
+    run (no network, a repository that does not verify) is stored on the row as ``refresh_error``.
+    """
+    row = TrustRoot.objects.filter(pk=row_id).first()
+    if row is None or not row.tuf_url:
+        return row
+    metadata_dir = Path(settings.DATA_DIR) / "tuf" / row.name
+    try:
+        fresh = tufroot.fetch_trusted_root(row.tuf_url, metadata_dir=metadata_dir,
+                                           timeout=timeout or settings.PROVENANCE_HTTP_TIMEOUT)
+    except ProvenanceError as err:
+        log.warning("trust root %s: TUF refresh failed (%s); keeping the stored root", row.name, err.code)
+        TrustRoot.objects.filter(pk=row.pk).update(refresh_error=f"{err.code}: {err.message}"[:2000])
+        row.refresh_from_db()
+        return row
+    with transaction.atomic():
+        update = {"refreshed_at": timezone.now(), "refresh_error": ""}
+        if fresh.sha256 != row.sha256:
+            update |= {"document": fresh.raw.decode(), "sha256": fresh.sha256}
+            log.info("trust root %s: refreshed to sha256:%s", row.name, fresh.sha256[:12])
+        TrustRoot.objects.filter(pk=row.pk).update(**update)
+    row.refresh_from_db()
+    return row
+
+
+def refresh_all_from_tuf() -> dict[str, str]:
+    """Refresh every root that has a TUF repository; returns ``{name: "ok" | error}``."""
+    results = {}
+    for row_id in TrustRoot.objects.exclude(tuf_url="").values_list("pk", flat=True):
+        row = refresh_from_tuf(row_id)
+        if row is not None:
+            results[row.name] = row.refresh_error or "ok"
+    return results
+
+
+@transaction.atomic
+def add_public_key(*, name: str, pem: bytes, description: str = "") -> PublicKey:
+    """Validate and store a named public key; raises MalformedEvidenceError (``public_key_invalid``) if bad.
+
+    The same key under a new name is refused (``public_key_duplicate``): one key, one name.
+    """
+    info = core_keys.read_public_key(pem)
+    existing = PublicKey.objects.filter(fingerprint=info.fingerprint).exclude(name=name).first()
+    if existing is not None:
+        raise TrustRootError(f"this key is already trusted as {existing.name!r}", code="public_key_duplicate")
+    row, _ = PublicKey.objects.update_or_create(
         name=name,
-        defaults={
-            "kind": kind,
-            "description": description,
-            "document": document.decode(),
-            "sha256": hashlib.sha256(document).hexdigest(),
-        },
+        defaults={"pem": info.pem.decode(), "fingerprint": info.fingerprint, "algorithm": info.algorithm,
+                  "description": description},
     )
     return row
 
 
-def ensure_builtin_roots() -> None:
-    """Store the public-good production and staging roots shipped with ``sigstore`` (idempotent)."""
-    builtin = (
-        ("sigstore-public-good", TrustRoot.Kind.PUBLIC_GOOD, CoreTrustRoot.production(),
-         "Sigstore public-good instance"),
-        ("sigstore-staging", TrustRoot.Kind.STAGING, CoreTrustRoot.staging(), "Sigstore staging instance"),
-    )
-    for name, kind, root, description in builtin:
-        if not TrustRoot.objects.filter(name=name, sha256=hashlib.sha256(root.raw).hexdigest()).exists():
-            register(name=name, document=root.raw, kind=kind, description=description)
+def public_key_pems(names: list[str] | None = None) -> tuple[bytes, ...]:
+    """The PEMs of the named keys (all keys when ``names`` is None), for verification."""
+    rows = PublicKey.objects.all() if names is None else PublicKey.objects.filter(name__in=names)
+    return tuple(row.pem.encode() for row in rows)

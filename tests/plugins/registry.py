@@ -17,9 +17,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -58,14 +60,19 @@ class RegistryServer:
     username: str | None = None
     password: str | None = None
     token_service: TokenService | None = None
+    ca_pem: str | None = None  # set when the registry serves TLS with a certificate from a private CA
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.ca_pem else 'http'}://{self.host}"
 
     def client(self, **kwargs: object) -> RegistryClient:
-        """A plain-HTTP client for this registry; pass ``username``/``password`` for the auth variants."""
-        kwargs.setdefault("insecure", True)
+        """A client for this registry (plain HTTP, or TLS trusting its private CA); pass ``username``/``password``
+        for the auth variants."""
+        if self.ca_pem:
+            kwargs.setdefault("ca_certificates", self.ca_pem)
+        else:
+            kwargs.setdefault("insecure", True)
         return RegistryClient(self.host, **kwargs)  # type: ignore[arg-type]
 
     def authed_client(self, **kwargs: object) -> RegistryClient:
@@ -92,7 +99,44 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _registry_config(port: int, root: Path, auth: str) -> str:
+def _private_ca_certificate(workdir: Path) -> tuple[str, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, cert path, key path)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provenance-test-private-ca")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = workdir / "tls.crt", workdir / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return ca.public_bytes(serialization.Encoding.PEM).decode(), cert_path, key_path
+
+
+def _registry_config(port: int, root: Path, auth: str, tls: str = "") -> str:
     # http.secret only silences a warning about load-balanced upload sessions.
     return f"""version: 0.1
 log:
@@ -110,7 +154,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: {secrets.token_hex(16)}
-{auth}"""
+{tls}{auth}"""
 
 
 def start_registry(
@@ -118,6 +162,7 @@ def start_registry(
     *,
     htpasswd: tuple[str, str] | None = None,
     token_service: TokenService | None = None,
+    tls: bool = False,
 ) -> RegistryServer:
     """Start ``docker-registry serve`` in ``workdir`` and wait until ``/v2/`` answers.
 
@@ -138,11 +183,16 @@ def start_registry(
             f"    issuer: {token_service.issuer}\n"
             f"    rootcertbundle: {token_service.cert_path}\n"
         )
+    ca_pem = None
+    tls_config = ""
+    if tls:
+        ca_pem, cert_path, key_path = _private_ca_certificate(workdir)
+        tls_config = f"  tls:\n    certificate: {cert_path}\n    key: {key_path}\n"
     last_error = ""
     for _ in range(3):  # the port may be taken between choosing and binding it
         port = free_port()
         config = workdir / "config.yml"
-        config.write_text(_registry_config(port, workdir, auth))
+        config.write_text(_registry_config(port, workdir, auth, tls_config))
         log_path = workdir / f"registry-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -156,6 +206,7 @@ def start_registry(
             username=htpasswd[0] if htpasswd else None,
             password=htpasswd[1] if htpasswd else None,
             token_service=token_service,
+            ca_pem=ca_pem,
         )
         if _wait_until_up(server):
             return server
@@ -168,7 +219,8 @@ def start_registry(
 
 def _wait_until_up(server: RegistryServer) -> bool:
     deadline = time.monotonic() + _STARTUP_TIMEOUT
-    with httpx.Client(timeout=1.0) as http:
+    verify: bool | ssl.SSLContext = ssl.create_default_context(cadata=server.ca_pem) if server.ca_pem else True
+    with httpx.Client(timeout=1.0, verify=verify) as http:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 return False
@@ -333,6 +385,7 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     stream: bool = False
     declared_length: int | None = None  # send this Content-Length instead of the real one (then close)
+    delay: float = 0.0  # seconds to wait before answering (a registry that hangs)
 
 
 @dataclass
@@ -367,6 +420,8 @@ class ScriptedServer:
                 body = self.rfile.read(length) if length else b""
                 owner.requests.append(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
                 answer = owner._next(self.command, urlsplit(self.path).path)
+                if answer.delay:
+                    time.sleep(answer.delay)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -470,6 +525,12 @@ def token_auth_registry(
         service.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_registry(registry_factory: Callable[..., RegistryServer]) -> RegistryServer:
+    """A real registry serving HTTPS with a certificate from a private CA (``.ca_pem``)."""
+    return registry_factory(tls=True)
+
+
 @pytest.fixture
 def fake_registry() -> Iterator[ScriptedServer]:
     """A scripted HTTP server; script answers with ``fake_registry.add(method, path, Scripted(...))``."""
@@ -514,6 +575,62 @@ def silent_server() -> Iterator[str]:
 def closed_port() -> str:
     """``127.0.0.1:PORT`` where nothing listens (connections are refused)."""
     return f"127.0.0.1:{free_port()}"
+
+
+@dataclass
+class CosignCli:
+    """The real cosign binary, offline: key-based, no transparency log, plain-HTTP registries, a private HOME."""
+
+    binary: str
+    home: Path
+
+    @property
+    def public_key(self) -> bytes:
+        return (self.home / "cosign.pub").read_bytes()
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        environ = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("COSIGN_")},
+            "HOME": str(self.home),
+            "TUF_ROOT": str(self.home / "tuf"),
+            "COSIGN_PASSWORD": "test-password",
+            **(env or {}),
+        }
+        done = subprocess.run(
+            [self.binary, *args], cwd=self.home, env=environ, capture_output=True, text=True, timeout=120
+        )
+        if check:
+            assert done.returncode == 0, f"cosign {' '.join(args)} failed:\n{done.stderr[-3000:]}"
+        return done
+
+    def offline(self) -> list[str]:
+        return ["--key", str(self.home / "cosign.key"), "--tlog-upload=false", "--allow-insecure-registry", "--yes"]
+
+    def sign(self, reference: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.run("sign", *self.offline(), *extra, reference, env=env)
+
+    def attest(self, reference: str, predicate: dict[str, object], predicate_type: str, *extra: str,
+               env: dict[str, str] | None = None) -> None:
+        path = self.home / f"predicate-{uuid.uuid4().hex[:8]}.json"
+        path.write_text(json.dumps(predicate))
+        self.run("attest", *self.offline(), "--predicate", str(path), "--type", predicate_type, *extra, reference,
+                 env=env)
+
+    def attach_sbom(self, reference: str, sbom: bytes, sbom_type: str = "spdx") -> None:
+        path = self.home / f"sbom-{uuid.uuid4().hex[:8]}.json"
+        path.write_bytes(sbom)
+        self.run("attach", "sbom", "--sbom", str(path), "--type", sbom_type, "--allow-insecure-registry", reference)
+
+
+@pytest.fixture(scope="session")
+def cosign_cli(tmp_path_factory: pytest.TempPathFactory) -> CosignCli:
+    """The real cosign (skips, or fails on CI, when absent) with a fresh key pair for the session."""
+    binary = require_binary("cosign", "run ../shared/tools/install-cosign")
+    cli = CosignCli(binary, tmp_path_factory.mktemp("cosign"))
+    cli.run("generate-key-pair")
+    return cli
 
 
 @dataclass(frozen=True)
@@ -594,23 +711,95 @@ def push_image(client: RegistryClient, repository: str, image: SampleImage, tag:
     return client.push_manifest(repository, tag or image.digest, image.manifest, image.media_type)
 
 
+@dataclass(frozen=True)
+class Attached:
+    """A referrer pushed by :func:`push_referrer`: its manifest digest and bytes."""
+
+    digest: Digest
+    manifest: bytes
+
+
+def push_referrer(
+    client: RegistryClient,
+    repository: str,
+    subject: Digest,
+    *,
+    subject_size: int,
+    artifact_type: str,
+    layers: list[tuple[str, bytes, dict[str, str]]],
+    annotations: dict[str, str] | None = None,
+    subject_media_type: str = MediaType.OCI_MANIFEST,
+    index_artifact_type: str | None = None,
+    config_media_type: str = MediaType.OCI_EMPTY,
+) -> Attached:
+    """Attach an OCI 1.1 referrer to ``subject`` the way cosign 2 and oras do on a registry without the API.
+
+    Pushes the layers, the referrer manifest by digest, and adds it to the ``sha256-<hex>`` fallback index.
+    ``index_artifact_type`` is what the fallback index entry claims (default: the config media type, as cosign
+    writes it, which is why discovery must not trust it).
+    """
+    config = b"{}"
+    client.push_blob(repository, config)
+    descriptors = []
+    for media_type, data, layer_annotations in layers:
+        client.push_blob(repository, data)
+        entry: dict[str, object] = {"mediaType": media_type, "digest": str(Digest.of(data)), "size": len(data)}
+        if layer_annotations:
+            entry["annotations"] = layer_annotations
+        descriptors.append(entry)
+    manifest: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": MediaType.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": config_media_type, "digest": str(Digest.of(config)), "size": len(config)},
+        "layers": descriptors,
+        "subject": {"mediaType": subject_media_type, "digest": str(subject), "size": subject_size},
+    }
+    if annotations:
+        manifest["annotations"] = annotations
+    data = json.dumps(manifest).encode()
+    digest = client.push_manifest(repository, Digest.of(data), data, MediaType.OCI_MANIFEST)
+    add_to_fallback_index(client, repository, subject, {
+        "mediaType": MediaType.OCI_MANIFEST, "digest": str(digest), "size": len(data),
+        "artifactType": index_artifact_type if index_artifact_type is not None else config_media_type,
+    })
+    return Attached(digest, data)
+
+
+def add_to_fallback_index(client: RegistryClient, repository: str, subject: Digest, entry: dict[str, object]) -> Digest:
+    """Add ``entry`` to the referrers tag schema index of ``subject`` (creating it); returns the index digest."""
+    from provenance.core.errors import NotFoundError
+
+    try:
+        index = json.loads(client.get_manifest(repository, subject.tag_prefix).data)
+    except NotFoundError:
+        index = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": []}
+    index["manifests"] = [m for m in index["manifests"] if m.get("digest") != entry["digest"]] + [entry]
+    data = json.dumps(index).encode()
+    return client.push_manifest(repository, subject.tag_prefix, data, MediaType.OCI_INDEX)
+
+
 def unique_repository(prefix: str = "test") -> str:
     """A repository name no other test uses, for sharing the session registry."""
     return f"{prefix}/{uuid.uuid4().hex[:12]}"
 
 
 __all__ = [
+    "Attached",
+    "CosignCli",
     "RecordedRequest",
     "RegistryServer",
     "SampleImage",
     "Scripted",
     "ScriptedServer",
     "TokenService",
+    "add_to_fallback_index",
     "bcrypt_hash",
     "free_port",
     "make_image",
     "make_index",
     "push_image",
+    "push_referrer",
     "start_registry",
     "start_token_service",
     "unique_repository",
