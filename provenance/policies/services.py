@@ -513,14 +513,6 @@ def sweep_stuck_reevaluations(*, older_than_seconds: int = 3600) -> int:
 # -- pages: trust panel and coverage ------------------------------------------------------------------------------
 
 
-def trust_for(artifact: Artifact) -> ArtifactTrust | None:
-    return ArtifactTrust.objects.filter(artifact=artifact).first()
-
-
-def timeline(artifact: Artifact, *, limit: int = 50) -> list[TrustEvent]:
-    return list(TrustEvent.objects.filter(artifact=artifact)[:limit])
-
-
 @dataclass(frozen=True, slots=True)
 class SourceCoverage:
     source: Source

@@ -214,7 +214,10 @@ def test_new_bundle_format_attestation_from_real_cosign(registry: RegistryServer
 def test_exit_status_from_the_command_line(signed_index: tuple[str, Digest, list[Digest]], root_file: Path,
                                            tmp_path: Path) -> None:
     reference, _, _ = signed_index
-    env = {**os.environ, "PROVENANCE_DEBUG": "1", "PROVENANCE_DATA_DIR": str(tmp_path)}
+    # A user's shell: the embedded SQLite in a fresh data dir, not the suite's test database.
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "PROVENANCE_DB_NAME"}}
+    env = {**inherited, "PROVENANCE_DEBUG": "1", "PROVENANCE_DATA_DIR": str(tmp_path)}
     manage = Path(__file__).resolve().parents[2] / "manage.py"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
