@@ -52,6 +52,7 @@ def build_fleet(count: int) -> None:
     """count artifacts in 50 repositories: 60% signed by myorg with runner provenance, 10% signed by an intruder,
     10% provenance only (half with another build type), 10% unsigned, 10% outside the policy's glob."""
     from provenance.artifacts.models import Artifact, Evidence, Tag
+    from provenance.artifacts.services import evidence_key
     from provenance.core import verification
     from provenance.core.discovery import FoundEvidence
     from provenance.core.testsigstore import TestSigstore, in_toto_statement
@@ -104,7 +105,8 @@ def build_fleet(count: int) -> None:
             result = item.result
             rows.append(Evidence(
                 artifact=artifact, kind=kind, format=found.format, location=found.location,
-                digest=str(layer.digest), covers_digest=str(digest), level="image",
+                digest=str(layer.digest), evidence_key=evidence_key(str(layer.digest), layer.annotations),
+                covers_digest=str(digest), level="image",
                 predicate_type=found.predicate_type, outcome=str(result.outcome), identity=result.identity,
                 issuer=result.issuer, key=result.key, tlog=result.tlog, checks=[c.as_dict() for c in result.checks],
                 statement=item.statement, payload=layer.payload, annotations=layer.annotations,

@@ -6,7 +6,7 @@ import tempfile
 os.environ.setdefault("PROVENANCE_TESTING", "1")
 os.environ.setdefault("PROVENANCE_DATA_DIR", tempfile.mkdtemp(prefix="provenance-test-"))
 
-from provenance.settings import *  # noqa: E402,F403
+from provenance.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users only
 

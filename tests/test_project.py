@@ -13,6 +13,8 @@ import pytest
 import yaml
 from django.core.management import call_command, get_commands
 
+from tests.support import missing_component
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -134,3 +136,12 @@ def test_htmx_is_vendored_not_loaded_from_a_cdn() -> None:
     for template in (ROOT / "templates").rglob("*.html"):
         assert "://" not in re.sub(r"\{%.*?%\}|\{\{.*?\}\}", "", template.read_text()).replace(
             "http://127.0.0.1", ""), f"{template} loads something remote"
+
+
+def test_the_code_is_lint_clean() -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        missing_component("ruff is not installed in this environment (it is in requirements-dev.txt)")
+    result = subprocess.run([str(ruff), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:]

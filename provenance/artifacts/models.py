@@ -101,6 +101,9 @@ class Evidence(models.Model):
     format = models.CharField(max_length=40)
     location = models.CharField(max_length=300, help_text="Where it was found, e.g. the .sig tag.")
     digest = models.CharField(max_length=140, help_text="Digest of the layer holding the evidence.")
+    # Several signers' cosign layers share one payload blob (same digest) and differ only in their annotations:
+    # the evidence's identity is the layer digest *and* its annotations.
+    evidence_key = models.CharField(max_length=64, default="")
     covers_digest = models.CharField(max_length=140)
     level = models.CharField(max_length=20, default="image")
     predicate_type = models.CharField(max_length=300, blank=True)
@@ -121,7 +124,7 @@ class Evidence(models.Model):
     class Meta:
         ordering = ["kind", "location", "digest"]
         constraints = [
-            models.UniqueConstraint(fields=["artifact", "kind", "digest"], name="evidence_unique_per_artifact"),
+            models.UniqueConstraint(fields=["artifact", "kind", "evidence_key"], name="evidence_unique_per_artifact"),
         ]
 
     @property

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -80,7 +82,7 @@ def _store_node(source: Source, repository: str, node: ManifestNode, parent: Art
                   "evidence_fingerprint": fingerprint if parent is None else ""},
     )
     mine = [v for v in results if v.evidence.covers == node.digest]
-    kept = [_store_evidence(artifact, item).pk for item in mine]
+    kept = [store_evidence(artifact, item).pk for item in mine]
     # Evidence that is no longer in the registry is no longer evidence.
     artifact.evidence.exclude(pk__in=kept).delete()
     signatures = [v.result for v in mine if v.evidence.kind == "signature"]
@@ -93,7 +95,13 @@ def _store_node(source: Source, repository: str, node: ManifestNode, parent: Art
     return artifact
 
 
-def _store_evidence(artifact: Artifact, item: verification.Verified) -> Evidence:
+def evidence_key(digest: str, annotations: dict[str, str]) -> str:
+    """What tells two pieces of evidence apart: the layer digest and its annotations (signature, certificate)."""
+    canonical = json.dumps({"digest": digest, "annotations": annotations}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def store_evidence(artifact: Artifact, item: verification.Verified) -> Evidence:
     found, result = item.evidence, item.result
     statement = item.statement
     if statement is not None and len(repr(statement)) > MAX_STATEMENT_CHARS:
@@ -104,8 +112,9 @@ def _store_evidence(artifact: Artifact, item: verification.Verified) -> Evidence
     row, _ = Evidence.objects.update_or_create(
         artifact=artifact,
         kind=found.kind,
-        digest=str(found.digest),
+        evidence_key=evidence_key(str(found.digest), found.layer.annotations if found.layer else {}),
         defaults={
+            "digest": str(found.digest),
             "format": found.format,
             "location": found.location[:300],
             "covers_digest": str(found.covers),

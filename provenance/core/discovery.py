@@ -764,10 +764,12 @@ def discover_manifest(registry: Registry, repository: str, manifest: Manifest, *
 def _ordered(evidence: list[FoundEvidence], root: ManifestNode) -> list[FoundEvidence]:
     """Evidence in a stable order: by node (root first), then kind, location and digest; duplicates dropped."""
     rank = {node.digest: i for i, node in enumerate((root, *root.children))}
-    seen: set[tuple[Digest, str, Digest]] = set()
+    seen: set[tuple[Digest, str, Digest, tuple[tuple[str, str], ...]]] = set()
     unique = []
     for item in evidence:
-        key = (item.covers, item.kind, item.digest)
+        # Several signers' cosign layers share one payload blob: the annotations (signature, certificate) differ.
+        annotations = tuple(sorted(item.layer.annotations.items())) if item.layer else ()
+        key = (item.covers, item.kind, item.digest, annotations)
         if key not in seen:
             seen.add(key)
             unique.append(item)

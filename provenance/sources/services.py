@@ -43,6 +43,7 @@ from provenance.core.ocilayout import OciLayout, extract_layout_tar
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
 from provenance.core.verification import Verified
+from provenance.policies import services as policy_services
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
@@ -555,6 +556,9 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None) ->
             problems=scan.problems,
         )
         Source.objects.filter(pk=source.pk).update(last_error=summary, last_scanned_at=now)
+    # Trust status under the policies follows from the evidence just stored (unchanged statuses write no history).
+    policy_services.evaluate_artifacts(list(source.artifacts.values_list("pk", flat=True)), cause="evidence",
+                                       detail=f"scan #{scan_id}")
 
 
 def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tracker: _Progress,

@@ -47,8 +47,18 @@ def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, 
     }
     if tuf_url:
         defaults["tuf_url"] = tuf_url
+    previous = TrustRoot.objects.filter(name=name).values_list("sha256", flat=True).first()
     row, _ = TrustRoot.objects.update_or_create(name=name, defaults=defaults)
+    if previous is not None and previous != row.sha256:
+        _trust_changed(row)
     return row
+
+
+def _trust_changed(row: TrustRoot) -> None:
+    # Imported here: policies.services depends on this module, not the other way round.
+    from provenance.policies import services as policy_services
+
+    policy_services.trust_root_changed(row)
 
 
 def upload_private_root(*, name: str, document: bytes, description: str = "") -> TrustRoot:
@@ -104,7 +114,9 @@ def refresh_from_tuf(row_id: int, *, timeout: int | None = None) -> TrustRoot | 
             update |= {"document": fresh.raw.decode(), "sha256": fresh.sha256}
             log.info("trust root %s: refreshed to sha256:%s", row.name, fresh.sha256[:12])
         TrustRoot.objects.filter(pk=row.pk).update(**update)
-    row.refresh_from_db()
+        row.refresh_from_db()
+        if "sha256" in update:
+            _trust_changed(row)
     return row
 
 
@@ -133,6 +145,9 @@ def add_public_key(*, name: str, pem: bytes, description: str = "") -> PublicKey
         defaults={"pem": info.pem.decode(), "fingerprint": info.fingerprint, "algorithm": info.algorithm,
                   "description": description},
     )
+    from provenance.policies import services as policy_services
+
+    policy_services.public_key_changed(name)
     return row
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from provenance.artifacts import services as artifact_services
 from provenance.artifacts.models import Artifact, Evidence, Tag
 from provenance.core import verification
 from provenance.core.discovery import FoundEvidence
@@ -101,14 +102,7 @@ class Fleet:
                               level="image", digest=layer.digest, layer=layer)
         expected = IdentityPolicy(issuer=self.source.expected_issuer, identity=self.source.expected_identity)
         item = verification.verify_evidence(found, trust_root=self.core_root, identity=expected)
-        result = item.result
-        return Evidence.objects.create(
-            artifact=artifact, kind=kind, format=found.format, location=found.location, digest=str(layer.digest),
-            covers_digest=str(digest), level="image", predicate_type=found.predicate_type,
-            outcome=str(result.outcome), identity=result.identity, issuer=result.issuer, key=result.key,
-            tlog=result.tlog, checks=[c.as_dict() for c in result.checks], statement=item.statement,
-            payload=layer.payload, annotations=layer.annotations, media_type=layer.media_type,
-        )
+        return artifact_services.store_evidence(artifact, item)
 
 
 def make_fleet(name: str = "policy-fleet") -> Fleet:

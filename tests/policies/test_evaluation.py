@@ -289,7 +289,8 @@ def test_unsupported_evidence_only_is_an_error_not_untrusted(fleet):
     services.save_policy(_policy("myorg", KEYLESS_MYORG))
     notation = fleet.image("myorg/notary")
     Evidence.objects.create(artifact=notation, kind="signature", format="notation", location="referrers",
-                            digest="sha256:" + "1" * 64, covers_digest=notation.digest, outcome="unsupported",
+                            digest="sha256:" + "1" * 64, evidence_key="1" * 64, covers_digest=notation.digest,
+                            outcome="unsupported",
                             checks=[{"stage": "unsupported", "code": "notation_unsupported", "ok": False,
                                      "message": "Provenance does not verify notation evidence", "hint": ""}])
     services.evaluate_artifacts([notation.pk], cause=Cause.EVIDENCE)
