@@ -8,7 +8,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from provenance.core.errors import AuthenticationError, NotFoundError, ProvenanceError, TransientError
+from provenance.core.errors import AccessError, NotFoundError, ProvenanceError, TransientError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -18,7 +18,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             code = status.HTTP_503_SERVICE_UNAVAILABLE
         elif isinstance(exc, NotFoundError):
             code = status.HTTP_404_NOT_FOUND
-        elif isinstance(exc, AuthenticationError):
+        elif isinstance(exc, AccessError):
             code = status.HTTP_502_BAD_GATEWAY
         return Response({"error": exc.code, "detail": exc.message}, status=code)
     response = drf_exception_handler(exc, context)

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from provenance.core.errors import (
-    AuthenticationError,
+    AccessError,
     MalformedEvidenceError,
     NotFoundError,
     ProvenanceError,
@@ -211,7 +211,7 @@ class _Found:
 
 def _must_raise(err: ProvenanceError) -> bool:
     """Errors that mean "could not look", which must never turn into "found nothing"."""
-    return isinstance(err, TransientError | AuthenticationError)
+    return isinstance(err, TransientError | AccessError)
 
 
 def _problem(code: str, message: str, hint: str = "") -> CheckResult:
@@ -378,7 +378,7 @@ def find_cosign_evidence(
     """Return the cosign ``.sig``, ``.att`` and ``.sbom`` layers stored for ``digest``, and problems met.
 
     Absent tags are not problems; unreadable manifests and layers are recorded as unreadable evidence.
-    Raises :class:`TransientError` and :class:`AuthenticationError`.
+    Raises :class:`TransientError` and :class:`AccessError`.
     """
     found = _Found()
     for spec in _COSIGN_TAGS:
@@ -454,7 +454,7 @@ def find_referrers(registry: Registry, repository: str, digest: Digest, *, level
         list[FoundEvidence], list[CheckResult]]:
     """Return the evidence attached to ``digest`` as OCI referrers (API and tag schema), and problems met.
 
-    Raises :class:`TransientError` and :class:`AuthenticationError`.
+    Raises :class:`TransientError` and :class:`AccessError`.
     """
     found = _find_referrers(registry, repository, digest, level)
     return found.evidence, found.problems
@@ -688,7 +688,7 @@ def discover(registry: Registry, repository: str, reference: str | Digest, *, si
     (``{repository: every tag}``, from a listing just taken) saves requests for tags that do not exist.
 
     Raises :class:`ProvenanceError` subclasses when the image itself cannot be fetched, and
-    :class:`TransientError` or :class:`AuthenticationError` when any place could not be looked at.
+    :class:`TransientError` or :class:`AccessError` when any place could not be looked at.
     """
     manifest = registry.get_manifest(repository, reference)
     return discover_manifest(registry, repository, manifest, signature_repository=signature_repository,
@@ -832,7 +832,7 @@ def evidence_fingerprint(registry: Registry, repository: str, digests: Sequence[
 
     Only HEADs the cosign and referrers tags (and lists referrers where the registry has the API): evidence is
     content-addressed, so the same manifest digests in the same places mean the same evidence. Raises
-    :class:`TransientError` and :class:`AuthenticationError`.
+    :class:`TransientError` and :class:`AccessError`.
     """
     registry, signature_registry = _through_listing(registry, signature_registry, listed_tags)
     sig_registry = signature_registry or registry

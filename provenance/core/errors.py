@@ -34,10 +34,22 @@ class RegistryError(ProvenanceError):
     code = "registry_error"
 
 
-class AuthenticationError(RegistryError):
+class AccessError(RegistryError):
+    """The registry cannot be used at all as configured (credentials, TLS): about the source, not one image."""
+
+    code = "access_failed"
+
+
+class AuthenticationError(AccessError):
     """The registry refused the credentials (or demanded some that were not given)."""
 
     code = "authentication_failed"
+
+
+class TLSVerificationError(AccessError):
+    """The registry's TLS certificate does not verify against the configured CAs."""
+
+    code = "tls_verify_failed"
 
 
 class NotFoundError(RegistryError):

@@ -38,6 +38,7 @@ from provenance.core.errors import (
     MalformedEvidenceError,
     NotFoundError,
     RegistryError,
+    TLSVerificationError,
     TransientError,
 )
 from provenance.core.types import INDEX_MEDIA_TYPES, Digest, MediaType
@@ -735,6 +736,12 @@ class RegistryClient:
                 failure: httpx.TransportError = err
                 reason = f"timed out after {self._http.timeout.read}s ({type(err).__name__})"
             except httpx.TransportError as err:
+                if _is_tls_verification_failure(err):
+                    # A certificate that does not verify will not verify on retry: permanent, and say so.
+                    raise TLSVerificationError(
+                        f"{what}: the TLS certificate of {self.registry} does not verify ({err}); "
+                        "configure the registry's CA on the source"
+                    ) from err
                 failure = err
                 reason = f"{type(err).__name__}: {err}"
             except httpx.HTTPError as err:  # e.g. too many redirects
@@ -890,6 +897,15 @@ def _parse_challenge(values: list[str]) -> _Challenge | None:
             }
             found[scheme] = _Challenge(scheme, params)
     return found.get("bearer") or found.get("basic")
+
+
+def _is_tls_verification_failure(err: BaseException) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(err)
 
 
 def _parse_retry_after(value: str) -> float | None:

@@ -32,7 +32,7 @@ from provenance.core import discovery as core_discovery
 from provenance.core.credentials import CredentialBox, CredentialsError, insecure_key_from_secret
 from provenance.core.discovery import Discovery
 from provenance.core.errors import (
-    AuthenticationError,
+    AccessError,
     MalformedEvidenceError,
     NotFoundError,
     ProvenanceError,
@@ -438,7 +438,7 @@ def _newest(registry: Registry, repository: str, tags: list[str], count: int,
     def created(tag: str) -> str:
         try:
             return core_discovery.image_created(registry, repository, tag)
-        except (TransientError, AuthenticationError):
+        except (TransientError, AccessError):
             raise
         except ProvenanceError:
             return ""
@@ -580,7 +580,7 @@ def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tr
     for target, future in futures:
         try:
             digest = future.result()
-        except AuthenticationError:
+        except AccessError:
             raise
         except ProvenanceError as err:
             _record_failure(tracker, str(target), err)
@@ -620,7 +620,7 @@ def _finish_digest(source: Source, future: Future[_Examined], repository: str, d
     label = " ".join(str(t) for t in targets[:3]) + (" ..." if len(targets) > 3 else "")
     try:
         examined = future.result()
-    except AuthenticationError:
+    except AccessError:
         raise
     except ProvenanceError as err:
         artifact_services.forget_fingerprint(source, repository, digest)

@@ -351,5 +351,5 @@ def test_a_source_with_a_private_ca_is_scanned_over_tls(tls_registry: RegistrySe
                                        location=f"{tls_registry.host}/{repo}:v1", trust_root=root)
     assert (run(trusted).state, Artifact.objects.get(source=trusted).digest) == (Scan.State.DONE, str(digest))
     failed = run(untrusted)
-    assert (failed.state, failed.error_code) == (Scan.State.FAILED, "transient")
+    assert (failed.state, failed.error_code) == (Scan.State.FAILED, "tls_verify_failed")
     assert "certificate" in failed.error.lower()
