@@ -41,7 +41,7 @@ def demo(settings, tmp_path):
 
 
 def test_fleet_page_and_artifact_page_show_verdicts_and_reasons(browser, live_server, demo):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 760})  # the README screenshot's size
     page.goto(f"{live_server.url}/")
     page.fill("#id_username", demo.username)
     page.fill("#id_password", demo.password)
@@ -51,7 +51,7 @@ def test_fleet_page_and_artifact_page_show_verdicts_and_reasons(browser, live_se
     assert "demo-fleet" in table
     assert table.count("✔ verified") >= 2 and "✘ failed" in table and "○ unsigned" in table
     if os.environ.get("PROVENANCE_SCREENSHOT"):
-        page.screenshot(path=os.environ["PROVENANCE_SCREENSHOT"], full_page=True)
+        page.screenshot(path=os.environ["PROVENANCE_SCREENSHOT"])
 
     # htmx: filtering swaps only the table and pushes the URL
     page.click("a[href='?status=failed']")
@@ -69,6 +69,11 @@ def test_fleet_page_and_artifact_page_show_verdicts_and_reasons(browser, live_se
     body = page.inner_text("main")
     assert "✔ verified" in page.inner_text("#trust-panel")
     assert "https://slsa.dev/provenance/v1" in body and "inclusion promised" in body
+    graph = page.inner_text("#attestation-graph")
+    assert "https://github.com/actions/runner/github-hosted" in graph and "SBOM, 1 component" in graph
+    assert "openssl" in page.inner_text("#sbom")
+    if os.environ.get("PROVENANCE_ARTIFACT_SCREENSHOT"):
+        page.screenshot(path=os.environ["PROVENANCE_ARTIFACT_SCREENSHOT"], full_page=True)
     page.close()
 
 

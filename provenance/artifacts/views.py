@@ -5,9 +5,10 @@ from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from provenance.artifacts import services
+from provenance.artifacts import presentation, services
 from provenance.artifacts.models import Artifact, TrustStatus
 from provenance.core.errors import MalformedEvidenceError
+from provenance.policies.models import Policy
 from provenance.sources.models import Source
 
 
@@ -15,7 +16,7 @@ from provenance.sources.models import Source
 def dashboard(request: HttpRequest) -> HttpResponse:
     artifacts = (
         Artifact.objects.filter(parent__isnull=True)
-        .select_related("source")
+        .select_related("source", "trust")
         .prefetch_related("tags", "children")
         .order_by("repository", "digest")
     )
@@ -27,6 +28,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "artifacts": artifacts[:500],
         "counts": [(s, label, counts.get(s, 0)) for s, label in TrustStatus.choices],
         "status": status,
+        "has_policies": Policy.objects.filter(is_enabled=True).exists(),
         "sources": Source.objects.prefetch_related("scans")[:50],
     }
     template = "artifacts/dashboard.html#artifact-table" if request.htmx else "artifacts/dashboard.html"
@@ -41,10 +43,13 @@ def artifact_detail(request: HttpRequest, digest: str) -> HttpResponse:
         raise Http404(err.message) from err
     if artifact is None:
         raise Http404("no artifact with this digest")
+    page = presentation.describe_artifact(artifact)
     context = {
         "artifact": artifact,
-        "signatures": artifact.evidence.filter(kind="signature"),
-        "attestations": artifact.evidence.filter(kind="attestation"),
+        "page": page,
+        "signatures": page.of_kind("signature"),
+        "attestations": page.of_kind("attestation"),
+        "sboms": page.of_kind("sbom"),
         "children": artifact.children.all(),
     }
     return render(request, "artifacts/detail.html", context)

@@ -56,6 +56,11 @@ def _require_identity(result: VerificationResult, identity: IdentityPolicy | Non
     return replace(result, outcome=Outcome.UNTRUSTED, checks=(_MISSING_POLICY, *result.checks))
 
 
+def _verified(found: FoundEvidence, result: VerificationResult, statement: dict[str, Any] | None) -> Verified:
+    # A statement is content someone vouched for only when its evidence verified: never keep it otherwise.
+    return Verified(found, result, statement if result.is_verified else None)
+
+
 def verify_evidence(
     found: FoundEvidence,
     *,
@@ -98,7 +103,7 @@ def verify_evidence(
             result, statement = cosign.verify_attestation_layer(found.layer, image_digest=found.covers,
                                                                 trust_root=trust_root, identity=identity,
                                                                 public_key=key, require_tlog=require_tlog)
-            attempt = Verified(found, _require_identity(result, identity), statement)
+            attempt = _verified(found, _require_identity(result, identity), statement)
         if attempt.result.is_verified:
             return attempt
         attempts.append(attempt)
@@ -128,7 +133,7 @@ def _verify_bundle_evidence(
         public_keys=public_keys,
         require_tlog=require_tlog,
     )
-    return Verified(found, _require_identity(outcome.result, identity), outcome.statement)
+    return _verified(found, _require_identity(outcome.result, identity), outcome.statement)
 
 
 def judge(signatures: list[VerificationResult], *, looked_at: str) -> Verdict:

@@ -12,6 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from provenance.core.demo import DEMO_IDENTITY, DEMO_ISSUER, DemoImage, build_demo_fleet
 from provenance.core.testsigstore import TestSigstore
+from provenance.policies import services as policy_services
+from provenance.policies.models import Policy
 from provenance.sources import services
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services
@@ -20,6 +22,50 @@ from provenance.trust.models import TrustRoot
 DEMO_ROOT_NAME = "provenance-demo"
 DEMO_SOURCE_NAME = "demo-fleet"
 DEMO_USERNAME = "admin"
+# Two policy-controller ClusterImagePolicies for the demo fleet: the release workflow must sign (enforced), and
+# should also attest SLSA provenance built by GitHub Actions (warn only: the multi-arch image has none).
+DEMO_POLICIES = (
+    f"""apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: demo-release-signature
+spec:
+  images:
+    - glob: "{DEMO_SOURCE_NAME}"
+  authorities:
+    - name: release-workflow
+      keyless:
+        identities:
+          - issuer: "{DEMO_ISSUER}"
+            subject: "{DEMO_IDENTITY}"
+""",
+    f"""apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: demo-slsa-provenance
+spec:
+  mode: warn
+  images:
+    - glob: "{DEMO_SOURCE_NAME}"
+  authorities:
+    - name: release-workflow-provenance
+      keyless:
+        identities:
+          - issuer: "{DEMO_ISSUER}"
+            subject: "{DEMO_IDENTITY}"
+      attestations:
+        - name: slsa-provenance
+          predicateType: https://slsa.dev/provenance/v1
+          policy:
+            type: rego
+            data: |
+              package sigstore
+              default allow = false
+              allow {{
+                input.predicate.buildDefinition.buildType == "https://github.com/actions/runner"
+              }}
+""",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +119,10 @@ def load_demo(data_dir: Path) -> Demo:
         expected_identity=DEMO_IDENTITY,
         expected_issuer=DEMO_ISSUER,
     )
+    for document in DEMO_POLICIES:
+        name = document.split("name: ", 1)[1].split("\n", 1)[0]
+        if not Policy.objects.filter(name=name).exists():
+            policy_services.save_policy(document)
     password = secrets.token_urlsafe(12)
     user, _ = get_user_model().objects.get_or_create(username=DEMO_USERNAME)
     user.is_staff = user.is_superuser = True

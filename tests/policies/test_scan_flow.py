@@ -7,7 +7,7 @@ import pytest
 from provenance.artifacts.models import Artifact
 from provenance.core.demo import DEMO_IDENTITY, DEMO_ISSUER
 from provenance.policies import services
-from provenance.policies.models import ArtifactTrust, Cause
+from provenance.policies.models import ArtifactTrust, Cause, Policy
 from provenance.sources import services as source_services
 from provenance.sources.demo import load_demo
 
@@ -32,6 +32,7 @@ spec:
 
 def test_scanned_demo_fleet_gets_policy_verdicts_from_stored_evidence(tmp_path):
     demo = load_demo(tmp_path)
+    Policy.objects.all().delete()  # this test brings its own policy instead of the demo's two
     assert source_services.claim_scan(demo.scan.pk)
     source_services.run_scan(demo.scan.pk)
     services.save_policy(DEMO_POLICY)

@@ -19,10 +19,13 @@ def test_every_demo_image_gets_its_expected_verdict(tmp_path):
     services.run_scan(demo.scan.pk)
     demo.scan.refresh_from_db()
     assert (demo.scan.state, demo.scan.done, demo.scan.total) == ("done", 6, 6)
+    policy_status = {"signed": "trusted", "multiarch": "warn", "unsigned": "unsigned", "wrong-identity": "untrusted",
+                     "tampered": "untrusted", "copied-signature": "untrusted"}
     for image in demo.images:
         artifact = Artifact.objects.get(source=demo.source, digest=str(image.digest))
         assert artifact.status == image.expected_status, (image.tag, artifact.status_reason)
         assert artifact.tags.get().name == image.tag
+        assert artifact.trust.status == policy_status[image.tag], (image.tag, artifact.trust.reason)
     # running it again changes nothing: same rows, same verdicts
     counts = (Artifact.objects.count(), sum(a.evidence.count() for a in Artifact.objects.all()))
     again = services.start_scan(demo.source)
