@@ -75,7 +75,7 @@ def read_claims(cert: x509.Certificate) -> dict[str, str]:
             claims[name] = raw.decode("utf-8", "replace")[:_MAX_CLAIM]
     for name, oid in _V2.items():
         raw = _extension(cert, oid)
-        text = _der_utf8(raw) if raw is not None else None
+        text = der_utf8(raw) if raw is not None else None
         if text:
             claims[name] = text[:_MAX_CLAIM]
     uri = claims.get("source_repository_uri", "")
@@ -93,7 +93,7 @@ def _extension(cert: x509.Certificate, dotted: str) -> bytes | None:
     return ext.value if isinstance(ext, x509.UnrecognizedExtension) else None
 
 
-def _der_utf8(value: bytes) -> str | None:
+def der_utf8(value: bytes) -> str | None:
     """Decode a DER UTF8String (tag 0x0c); ``None`` when it is not one."""
     if len(value) < 2 or value[0] != 0x0C:
         return None

@@ -41,7 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
 from cryptography.x509.verification import VerificationError as X509VerificationError
 
-from provenance.core.claims import WorkflowClaims, read_claims
+from provenance.core.claims import WorkflowClaims, der_utf8, read_claims
 from provenance.core.errors import MalformedEvidenceError
 from provenance.core.trustroot import CertificateAuthority, TrustRoot, spki_sha256
 from provenance.core.types import (
@@ -1018,7 +1018,7 @@ def _issuer_extension(cert: x509.Certificate, oid: x509.ObjectIdentifier, is_der
     except (x509.ExtensionNotFound, ValueError):
         return None
     raw = ext.value if isinstance(ext, x509.UnrecognizedExtension) else b""
-    return (_der_utf8(raw) if is_der else raw.decode("utf-8", "replace")) or None
+    return (der_utf8(raw) if is_der else raw.decode("utf-8", "replace")) or None
 
 
 # -- transparency log -------------------------------------------------------------------------------------
@@ -1237,7 +1237,7 @@ def _sans(cert: x509.Certificate) -> list[str]:
             result.append(name.value)
         elif isinstance(name, x509.OtherName) and name.type_id == _OID_OTHERNAME_USERNAME:
             # Fulcio's username identities (private deployments): a DER UTF8String; compare the decoded text.
-            text = _der_utf8(name.value)
+            text = der_utf8(name.value)
             if text is not None:
                 result.append(text)
     return result
@@ -1251,28 +1251,10 @@ def _oidc_issuer(cert: x509.Certificate) -> str | None:
         except (x509.ExtensionNotFound, ValueError):
             continue
         raw = ext.value if isinstance(ext, x509.UnrecognizedExtension) else b""
-        text = _der_utf8(raw) if is_der else raw.decode("utf-8", "replace")
+        text = der_utf8(raw) if is_der else raw.decode("utf-8", "replace")
         if text:
             return text
     return None
-
-
-def _der_utf8(value: bytes) -> str | None:
-    """Decode a DER UTF8String (tag 0x0c); ``None`` when it is not one."""
-    if len(value) < 2 or value[0] != 0x0C:
-        return None
-    length, offset = value[1], 2
-    if length & 0x80:
-        size = length & 0x7F
-        if size == 0 or size > 4 or len(value) < 2 + size:
-            return None
-        length, offset = int.from_bytes(value[2 : 2 + size], "big"), 2 + size
-    if offset + length != len(value):
-        return None
-    try:
-        return value[offset:].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def _subject_matches(subject: dict[str, Any], image_digest: Digest) -> bool:
