@@ -145,3 +145,13 @@ def test_the_code_is_lint_clean() -> None:
     result = subprocess.run([str(ruff), "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_the_core_type_checks_strictly(tmp_path: Path) -> None:
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        missing_component("mypy is not installed in this environment (it is in requirements-dev.txt)")
+    result = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
