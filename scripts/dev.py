@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -34,12 +35,14 @@ def log(message: str) -> None:
 def _bootstrap_pip() -> None:
     # Debian's python3 ships without ensurepip unless python3-venv is installed: fetch pip's wheel from PyPI
     # and run it from the wheel itself (a wheel is an importable zip).
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as response:
+    index = "https://pypi.org/pypi/pip/json"
+    with urllib.request.urlopen(index, timeout=60) as response:
         urls = json.load(response)["urls"]
     wheel = next(u for u in urls if u["filename"].endswith(".whl"))
+    wheel_url = urllib.parse.urljoin(index, wheel["url"])  # mirrors answer with relative links
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / wheel["filename"]
-        with urllib.request.urlopen(wheel["url"], timeout=120) as response:  # noqa: S310 - https from PyPI JSON
+        with urllib.request.urlopen(wheel_url, timeout=120) as response:  # noqa: S310 - https from PyPI JSON
             data = response.read()
         if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
             sys.exit("pip wheel digest mismatch; refusing to install it")
