@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import rfc8785
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -60,8 +59,6 @@ MAX_BUNDLE_BYTES = 32 * 1024 * 1024
 MAX_TLOG_ENTRIES = 8
 MAX_TIMESTAMPS = 32  # as sigstore-go and sigstore-python
 MAX_PROOF_HASHES = 64
-_MAX_JSON_INT = 2**53 - 1
-_MAX_TIMESTAMP = 253402300799
 
 # Log entry kinds sigstore verifies completely (with a proof and checkpoint), by content type.
 _SIGSTORE_KINDS = {
@@ -183,13 +180,6 @@ class _Target:
 
 
 @dataclass
-class _Envelope:
-    payload_type: str
-    payload: bytes
-    signatures: list[bytes]
-
-
-@dataclass
 class _Proof:
     log_index: int
     tree_size: int
@@ -221,7 +211,7 @@ class _Bundle:
     timestamps: list[bytes]  # DER RFC 3161 responses
     message_digest: tuple[str, bytes] | None  # (algorithm, digest) of a message signature
     signature: bytes  # the message signature, or the envelope's first signature
-    envelope: _Envelope | None
+    envelope: legacy._Envelope | None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -326,7 +316,7 @@ def _read_bundle(raw: bytes, doc: Any) -> _Bundle:
             _b64_field(_obj_or_fail(s, f"dsseEnvelope.signatures[{i}]"), "sig", f"dsseEnvelope.signatures[{i}].sig")
             for i, s in enumerate(sigs)
         ]
-        envelope = _Envelope(payload_type, payload, signatures)
+        envelope = legacy._Envelope(payload_type, payload, signatures)
         signature = signatures[0]
     return _Bundle(raw, version, certificates, key_hint, entries, timestamps, message_digest, signature, envelope)
 
@@ -342,7 +332,7 @@ def _tlog_entry(item: Any, i: int) -> _TlogEntry:
         raise _Unreadable("bundle_malformed", f"{where}.kindVersion needs a kind and a version")
     integrated = item.get("integratedTime")
     integrated_time = (
-        _u64(integrated, f"{where}.integratedTime", _MAX_TIMESTAMP) if integrated not in (None, "") else None
+        _u64(integrated, f"{where}.integratedTime", legacy._MAX_TIMESTAMP) if integrated not in (None, "") else None
     )
     if integrated_time == 0:
         integrated_time = None  # Rekor v2: no integrated time
@@ -405,7 +395,7 @@ def _b64_field(obj: dict[str, Any], key: str, path: str, allow_empty: bool = Fal
     return _b64_value(obj.get(key), path, allow_empty)
 
 
-def _u64(value: Any, path: str, limit: int = _MAX_JSON_INT) -> int:
+def _u64(value: Any, path: str, limit: int = legacy._MAX_JSON_INT) -> int:
     # protobuf JSON writes 64-bit integers as strings
     if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         value = int(value)
@@ -486,14 +476,7 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
             _MALFORMED,
         )
         return None
-    subjects = statement.get("subject") if isinstance(statement, dict) else None
-    if (
-        not isinstance(statement, dict)
-        or statement.get("_type") not in legacy.IN_TOTO_STATEMENT_TYPES
-        or not isinstance(subjects, list)
-        or not all(isinstance(s, dict) and isinstance(s.get("digest"), dict) for s in subjects)
-        or not isinstance(statement.get("predicateType"), str)
-    ):
+    if not legacy._is_statement(statement):
         found = statement.get("_type") if isinstance(statement, dict) else type(statement).__name__
         run.fail(
             Stage.FORMAT,
@@ -505,6 +488,7 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
         return None
     run.extra["predicate_type"] = str(statement["predicateType"])[:500]
     matched = None
+    subjects = statement["subject"]
     for subject in subjects:
         for algorithm, value in subject["digest"].items():
             mine = target.digest_as(str(algorithm))
@@ -951,28 +935,8 @@ def _verify_ourselves(
 
     # the certificate (chain, profile, SCT) at the verified time; identity is checked by the caller
     if signer.cert is not None:
-        _check_certificate(run, signer, trust_root)
-
-
-def _check_certificate(run: legacy._Run, signer: legacy._Signer, trust_root: TrustRoot) -> None:
-    cert = signer.cert
-    assert cert is not None
-    if run.integrated_time is not None:
-        when, source = datetime.fromtimestamp(run.integrated_time, tz=UTC), "the log's integrated time"
-    elif run.signed_time is not None:
-        when, source = run.signed_time, run.signed_time_source
-    elif run.claimed_time is not None:
-        when, source = datetime.fromtimestamp(run.claimed_time, tz=UTC), "the log's (unverified) integrated time"
-    else:
-        when, source = cert.not_valid_before_utc, "the certificate's start (no signed time)"
-    chain = legacy._check_chain(run, cert, trust_root, when, source)
-    legacy._check_profile(run, cert)
-    if chain is not None:
-        issuer: x509.Certificate | None = chain[1] if len(chain) > 1 else chain[0]
-    else:
-        issuer = next((c for c in signer.presented_chain if c.subject == cert.issuer), None)
-    if issuer is not None:
-        legacy._check_sct(run, cert, issuer, trust_root)
+        start = signer.cert.not_valid_before_utc
+        legacy._check_certificate(run, signer, trust_root, fallback=(start, "the certificate's start (no signed time)"))
 
 
 def _check_entry(
@@ -988,17 +952,8 @@ def _check_entry(
     run.extra["log_id"] = entry.log_id.hex()
     if run.claimed_time is None:
         run.claimed_time = entry.integrated_time
-    log = trust_root.tlog_key(entry.log_id)
+    log = legacy._trusted_log(run, trust_root, entry.log_id)
     if log is None:
-        known = ", ".join(k.log_id_hex[:16] for k in trust_root.tlog_keys.values())
-        run.fail(
-            Stage.TLOG,
-            "tlog_unknown_log",
-            f"the entry was logged by {entry.log_id.hex()}, which is not a log of the trust root "
-            f"{trust_root.name!r} (known: {known})",
-            "verify with the trusted root of the Sigstore instance that logged it",
-            Outcome.UNTRUSTED,
-        )
         return
     name = log.base_url or log.log_id_hex
 
@@ -1030,49 +985,21 @@ def _check_entry(
             Outcome.UNSUPPORTED,
         )
     elif signer.key is not None:
-        problems = legacy._body_problems(entry.body, signer, expected)
-        if problems:
-            run.fail(
-                Stage.TLOG,
-                "tlog_body_mismatch",
-                f"the log entry is not about this bundle: {'; '.join(problems)}",
-                "the bundle was assembled from parts of others; re-sign",
-                Outcome.INVALID,
-            )
-        else:
-            run.ok(Stage.TLOG, "tlog_body_ok", "the log entry records this signature, content and signer")
+        hint = "the bundle was assembled from parts of others"
+        legacy._check_body(run, entry.body, signer, expected, what="bundle", hint=hint)
 
     # inclusion promise (SET)
     if entry.set_signature is not None and entry.integrated_time is not None:
-        canonical = rfc8785.dumps(
-            {
-                "body": base64.b64encode(entry.body_raw).decode(),
-                "integratedTime": entry.integrated_time,
-                "logID": entry.log_id.hex(),
-                "logIndex": entry.log_index,
-            }
+        logged_at = legacy._check_set(
+            run,
+            log,
+            signature=entry.set_signature,
+            body_b64=base64.b64encode(entry.body_raw).decode(),
+            integrated_time=entry.integrated_time,
+            log_index=entry.log_index,
+            hint=_LOG_HINT,
         )
-        logged_at = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
-        if not log.verify(entry.set_signature, canonical):
-            run.fail(
-                Stage.TLOG,
-                "tlog_set_invalid",
-                f"the signed entry timestamp does not verify with the key of {name} (entry {entry.log_index})",
-                _LOG_HINT,
-                Outcome.INVALID,
-            )
-        elif not log.validity.contains(logged_at):
-            run.fail(
-                Stage.TLOG,
-                "tlog_key_not_valid_at_time",
-                f"the entry's integrated time {logged_at.isoformat()} is outside the log key's window "
-                f"{log.validity.describe()}",
-                "the log key was not trusted at that time",
-                Outcome.UNTRUSTED,
-            )
-        else:
-            run.integrated_time = entry.integrated_time
-            run.tlog = run.tlog or "inclusion_promise"
+        if logged_at is not None:
             run.ok(
                 Stage.TLOG,
                 "tlog_set_ok",

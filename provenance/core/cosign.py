@@ -28,7 +28,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import rfc8785
 from cryptography import x509
@@ -43,7 +43,7 @@ from cryptography.x509.verification import VerificationError as X509Verification
 
 from provenance.core.claims import WorkflowClaims, der_utf8, read_claims
 from provenance.core.errors import MalformedEvidenceError
-from provenance.core.trustroot import CertificateAuthority, TrustRoot, spki_sha256
+from provenance.core.trustroot import CertificateAuthority, LogKey, TrustRoot, spki_sha256
 from provenance.core.types import (
     ANNOTATION_BUNDLE,
     ANNOTATION_CERTIFICATE,
@@ -360,7 +360,7 @@ class _Envelope:
     payload_type: str
     payload: bytes
     signatures: list[bytes]
-    statement: dict[str, Any] | None
+    statement: dict[str, Any] | None = None  # set once the payload parsed as an in-toto statement
 
 
 @dataclass
@@ -482,7 +482,7 @@ def _parse_envelope(layer: SignedLayer, run: _Run) -> _Envelope | None:
             _MALFORMED,
         )
         return None
-    envelope = _Envelope(payload_type, payload, [s for s in signatures if s is not None], None)
+    envelope = _Envelope(payload_type, payload, [s for s in signatures if s is not None])
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         run.fail(
             Stage.FORMAT,
@@ -497,14 +497,7 @@ def _parse_envelope(layer: SignedLayer, run: _Run) -> _Envelope | None:
     except (ValueError, UnicodeDecodeError) as err:
         run.fail(Stage.FORMAT, "statement_unreadable", f"the in-toto statement is not JSON: {err}", hint, _MALFORMED)
         return envelope
-    subjects = statement.get("subject") if isinstance(statement, dict) else None
-    if (
-        not isinstance(statement, dict)
-        or statement.get("_type") not in IN_TOTO_STATEMENT_TYPES
-        or not isinstance(subjects, list)
-        or not all(isinstance(s, dict) and isinstance(s.get("digest"), dict) for s in subjects)
-        or not isinstance(statement.get("predicateType"), str)
-    ):
+    if not _is_statement(statement):
         found = statement.get("_type") if isinstance(statement, dict) else statement
         run.fail(
             Stage.FORMAT,
@@ -529,6 +522,20 @@ def _parse_envelope(layer: SignedLayer, run: _Run) -> _Envelope | None:
     envelope.statement = statement
     run.ok(Stage.FORMAT, "format_ok", "the layer is a DSSE envelope holding an in-toto statement")
     return envelope
+
+
+def _is_statement(statement: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether ``statement`` (parsed JSON) is an in-toto statement: a known ``_type``, a list of subjects with
+    digests, and a ``predicateType``."""
+    if not isinstance(statement, dict):
+        return False
+    subjects = statement.get("subject")
+    return (
+        statement.get("_type") in IN_TOTO_STATEMENT_TYPES
+        and isinstance(subjects, list)
+        and all(isinstance(s, dict) and isinstance(s.get("digest"), dict) for s in subjects)
+        and isinstance(statement.get("predicateType"), str)
+    )
 
 
 def _signature_annotation(layer: SignedLayer, run: _Run) -> bytes | None:
@@ -697,6 +704,20 @@ def _check_signer(
     run: _Run, signer: _Signer, trust_root: TrustRoot, identity: IdentityPolicy | None, now: datetime | None
 ) -> None:
     """Keyless only: chain, CA window, certificate profile, SCT and identity policy."""
+    if signer.cert is None:
+        return
+    when = now or datetime.now(UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)  # a naive time is taken as UTC
+    _check_certificate(run, signer, trust_root, fallback=(when, "the verification time (no log time)"))
+    _check_identity(run, signer, identity)
+
+
+def _check_certificate(run: _Run, signer: _Signer, trust_root: TrustRoot, *, fallback: tuple[datetime, str]) -> None:
+    """Keyless only: chain, CA window, certificate profile and SCT, at the best time the run knows.
+
+    That time is the log's verified integrated time, else a verified signed time, else the log's unverified
+    integrated time, else ``fallback`` (a time and how to name it). Records checks; returns nothing.
+    """
     cert = signer.cert
     if cert is None:
         return
@@ -710,9 +731,7 @@ def _check_signer(
         when = datetime.fromtimestamp(run.claimed_time, tz=UTC)
         source = "the log's (unverified) integrated time"
     else:
-        when = now or datetime.now(UTC)
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)  # a naive time is taken as UTC
-        source = "the verification time (no log time)"
+        when, source = fallback
 
     chain = _check_chain(run, cert, trust_root, when, source)
     _check_profile(run, cert)
@@ -725,7 +744,6 @@ def _check_signer(
         issuer = next((c for c in signer.presented_chain if c.subject == cert.issuer), None)
     if issuer is not None:
         _check_sct(run, cert, issuer, trust_root)
-    _check_identity(run, signer, identity)
 
 
 def _check_chain(
@@ -1040,48 +1058,18 @@ def _check_tlog(run: _Run, entry: _Entry | None, signer: _Signer, expected: _Exp
         return
 
     run.claimed_time = entry.integrated_time
-    log = trust_root.tlog_key(bytes.fromhex(entry.log_id))
-    if log is None:
-        known = ", ".join(k.log_id_hex[:16] for k in trust_root.tlog_keys.values())
-        run.fail(
-            Stage.TLOG,
-            "tlog_unknown_log",
-            f"the entry was logged by {entry.log_id}, which is not a log of the trust root "
-            f"{trust_root.name!r} (known: {known})",
-            "verify with the trusted root of the Sigstore instance that logged it",
-            Outcome.UNTRUSTED,
+    log = _trusted_log(run, trust_root, bytes.fromhex(entry.log_id))
+    if log is not None:
+        logged_at = _check_set(
+            run,
+            log,
+            signature=entry.set_signature,
+            body_b64=entry.body_b64,
+            integrated_time=entry.integrated_time,
+            log_index=entry.log_index,
+            hint="the bundle annotation was altered; re-sign, or fetch the entry from the log",
         )
-    else:
-        canonical = rfc8785.dumps(
-            {
-                "body": entry.body_b64,
-                "integratedTime": entry.integrated_time,
-                "logID": entry.log_id,
-                "logIndex": entry.log_index,
-            }
-        )
-        logged_at = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
-        if not log.verify(entry.set_signature, canonical):
-            run.fail(
-                Stage.TLOG,
-                "tlog_set_invalid",
-                f"the signed entry timestamp does not verify with the key of {log.base_url or entry.log_id} "
-                f"(entry {entry.log_index})",
-                "the bundle annotation was altered; re-sign, or fetch the entry from the log",
-                Outcome.INVALID,
-            )
-        elif not log.validity.contains(logged_at):
-            run.fail(
-                Stage.TLOG,
-                "tlog_key_not_valid_at_time",
-                f"the entry's integrated time {logged_at.isoformat()} is outside the log key's window "
-                f"{log.validity.describe()}",
-                "the log key was not trusted at that time",
-                Outcome.UNTRUSTED,
-            )
-        else:
-            run.tlog = "inclusion_promise"
-            run.integrated_time = entry.integrated_time
+        if logged_at is not None:
             run.ok(
                 Stage.TLOG,
                 "tlog_ok",
@@ -1089,17 +1077,83 @@ def _check_tlog(run: _Run, entry: _Entry | None, signer: _Signer, expected: _Exp
                 f"{entry.log_index} at {logged_at.isoformat()} (a promise, not an inclusion proof)",
             )
     if entry.body is not None:
-        problems = _body_problems(entry.body, signer, expected)
-        if problems:
-            run.fail(
-                Stage.TLOG,
-                "tlog_body_mismatch",
-                f"the log entry is not about this layer: {'; '.join(problems)}",
-                "the bundle was copied from another signature; re-sign",
-                Outcome.INVALID,
-            )
-        else:
-            run.ok(Stage.TLOG, "tlog_body_ok", "the log entry records this payload, signature and signer")
+        hint = "the bundle was copied from another signature"
+        _check_body(run, entry.body, signer, expected, what="layer", hint=hint)
+
+
+def _trusted_log(run: _Run, trust_root: TrustRoot, log_id: bytes) -> LogKey | None:
+    """Return the trust root's key for the log ``log_id``; None (after recording ``tlog_unknown_log``) if unknown."""
+    log = trust_root.tlog_key(log_id)
+    if log is None:
+        known = ", ".join(k.log_id_hex[:16] for k in trust_root.tlog_keys.values())
+        run.fail(
+            Stage.TLOG,
+            "tlog_unknown_log",
+            f"the entry was logged by {log_id.hex()}, which is not a log of the trust root "
+            f"{trust_root.name!r} (known: {known})",
+            "verify with the trusted root of the Sigstore instance that logged it",
+            Outcome.UNTRUSTED,
+        )
+    return log
+
+
+def _check_set(
+    run: _Run, log: LogKey, *, signature: bytes, body_b64: str, integrated_time: int, log_index: int, hint: str
+) -> datetime | None:
+    """Verify a signed entry timestamp (SET): ``log``'s signature over the entry's RFC 8785 canonical form.
+
+    Returns the integrated time when the SET verifies and the log key was valid then; it also becomes the run's
+    verified time (an inclusion promise). Otherwise records ``tlog_set_invalid`` (with ``hint``) or
+    ``tlog_key_not_valid_at_time`` and returns None. The caller records what a verified SET means for it.
+    """
+    canonical = rfc8785.dumps(
+        {
+            "body": body_b64,
+            "integratedTime": integrated_time,
+            "logID": log.log_id_hex,
+            "logIndex": log_index,
+        }
+    )
+    logged_at = datetime.fromtimestamp(integrated_time, tz=UTC)
+    if not log.verify(signature, canonical):
+        run.fail(
+            Stage.TLOG,
+            "tlog_set_invalid",
+            f"the signed entry timestamp does not verify with the key of {log.base_url or log.log_id_hex} "
+            f"(entry {log_index})",
+            hint,
+            Outcome.INVALID,
+        )
+        return None
+    if not log.validity.contains(logged_at):
+        run.fail(
+            Stage.TLOG,
+            "tlog_key_not_valid_at_time",
+            f"the entry's integrated time {logged_at.isoformat()} is outside the log key's window "
+            f"{log.validity.describe()}",
+            "the log key was not trusted at that time",
+            Outcome.UNTRUSTED,
+        )
+        return None
+    run.tlog = run.tlog or "inclusion_promise"
+    run.integrated_time = integrated_time
+    return logged_at
+
+
+def _check_body(run: _Run, body: dict[str, Any], signer: _Signer, expected: _Expected, *, what: str, hint: str) -> None:
+    """Record whether the Rekor entry ``body`` describes this ``what`` (a layer, a bundle); ``hint`` says how a
+    mismatch came about. A SET or proof for some other entry proves nothing about this signature."""
+    problems = _body_problems(body, signer, expected)
+    if problems:
+        run.fail(
+            Stage.TLOG,
+            "tlog_body_mismatch",
+            f"the log entry is not about this {what}: {'; '.join(problems)}",
+            f"{hint}; re-sign",
+            Outcome.INVALID,
+        )
+    else:
+        run.ok(Stage.TLOG, "tlog_body_ok", "the log entry records this signature, content and signer")
 
 
 def _body_problems(body: dict[str, Any], signer: _Signer, expected: _Expected) -> list[str]:
