@@ -256,15 +256,29 @@ def fail_scan(scan_id: int, err: ProvenanceError) -> None:
         Source.objects.filter(pk=scan.source_id).update(last_error=f"{err.code}: {err.message}"[:20000])
 
 
-def sweep_stuck_scans(*, older_than: timedelta = timedelta(hours=1)) -> int:
-    """Fail scans left running by a killed worker; returns how many were swept."""
+def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
+    """Fail scans left running by a killed worker and start each source's scan again; returns how many.
+
+    A scan cannot legitimately run longer than the task's hard time limit, so one running longer than that lost
+    its worker. Ingestion is idempotent, so scanning again loses nothing.
+    """
+    if older_than is None:
+        older_than = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     cutoff = timezone.now() - older_than
-    return Scan.objects.filter(state=Scan.State.RUNNING, started_at__lt=cutoff).update(
-        state=Scan.State.FAILED,
-        error_code="worker_lost",
-        error="the worker running this scan stopped before finishing; start the scan again",
-        finished_at=timezone.now(),
-    )
+    stuck = list(Scan.objects.filter(state=Scan.State.RUNNING, started_at__lt=cutoff).select_related("source"))
+    swept = 0
+    for scan in stuck:
+        lost = Scan.objects.filter(pk=scan.pk, state=Scan.State.RUNNING).update(
+            state=Scan.State.FAILED,
+            error_code="worker_lost",
+            error="the worker running this scan stopped before finishing; a new scan was started",
+            finished_at=timezone.now(),
+        )
+        if lost:
+            swept += 1
+            if not scan.source.scans.filter(state__in=[Scan.State.PENDING, Scan.State.RUNNING]).exists():
+                start_scan(scan.source)
+    return swept
 
 
 def rescan_due_sources(*, interval: timedelta | None = None) -> int:

@@ -26,16 +26,17 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
 
-@pytest.fixture
-def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
-    """Start ``celery worker`` as a separate process consuming a queue private to this test."""
-    queue = f"test-{uuid.uuid4().hex[:12]}"
-    # The test process enqueues to this queue; the worker consumes only it.
-    from provenance.celery import app
 
-    original_queue = app.conf.task_default_queue
-    app.conf.task_default_queue = queue
+def start_worker(queue: str, log_path: Path) -> Worker:
+    """Start ``celery worker`` as a separate process consuming only ``queue``; returns once it is ready."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -44,11 +45,11 @@ def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
         "PROVENANCE_CELERY_QUEUE": queue,
         "PYTHONPATH": str(ROOT),
     }
-    log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "provenance", "worker", "--pool", "solo", "--loglevel", "INFO",
-             "--queues", queue, "--without-gossip", "--without-mingle", "--hostname", f"{queue}@localhost"],
+             "--queues", queue, "--without-gossip", "--without-mingle",
+             "--hostname", f"{queue}-{uuid.uuid4().hex[:6]}@localhost"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
     worker = Worker(process, log_path, queue)
@@ -58,10 +59,18 @@ def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
             process.kill()
             pytest.fail(f"celery worker did not start:\n{worker.log()[-4000:]}")
         time.sleep(0.2)
+    return worker
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
+    """A worker process consuming a queue private to this test; the test process enqueues to that queue."""
+    from provenance.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    original_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = start_worker(queue, tmp_path / "worker.log")
     yield worker
     app.conf.task_default_queue = original_queue
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    worker.stop()

@@ -40,15 +40,26 @@ def test_a_task_for_a_finished_or_missing_scan_does_nothing(source):
     assert scan.state == Scan.State.DONE
 
 
-def test_scans_left_running_by_a_killed_worker_are_swept_with_a_reason(source):
+def test_scans_left_running_by_a_killed_worker_are_swept_with_a_reason(source, settings):
     stuck = Scan.objects.create(source=source, state=Scan.State.RUNNING,
-                                started_at=timezone.now() - timedelta(hours=2))
+                                started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120))
     fresh = Scan.objects.create(source=source, state=Scan.State.RUNNING, started_at=timezone.now())
     assert services.sweep_stuck_scans() == 1
     stuck.refresh_from_db()
     fresh.refresh_from_db()
     assert (stuck.state, stuck.error_code) == (Scan.State.FAILED, "worker_lost")
     assert fresh.state == Scan.State.RUNNING
+    # the source is being scanned (the fresh scan), so no second scan is started
+    assert source.scans.filter(state=Scan.State.PENDING).count() == 0
+
+
+def test_a_swept_scan_is_started_again_so_nothing_is_lost(source, settings):
+    stuck = Scan.objects.create(source=source, state=Scan.State.RUNNING,
+                                started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120))
+    assert services.sweep_stuck_scans() == 1
+    [again] = source.scans.filter(state=Scan.State.PENDING)
+    assert again.pk != stuck.pk
+    assert services.sweep_stuck_scans() == 0  # a second sweep finds nothing more
 
 
 def test_the_sweep_is_scheduled_in_beat(settings):
