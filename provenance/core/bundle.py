@@ -1108,7 +1108,7 @@ def _inclusion_problem(entry: _TlogEntry, proof: _Proof, trust_root: TrustRoot) 
 
 def _root_from_proof(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes | None:
     """RFC 6962 / 9162 root from an inclusion proof; None when the proof has the wrong length."""
-    if index >= size:
+    if index < 0 or index >= size:
         return None
     inner = (index ^ (size - 1)).bit_length()
     border = bin(index >> inner).count("1")
