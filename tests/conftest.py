@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.plugins.registry", "tests.plugins.worker"]
+pytest_plugins = ["tests.plugins.registry", "tests.plugins.worker", "tests.plugins.browser"]

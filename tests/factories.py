@@ -7,6 +7,8 @@ import functools
 import factory
 
 from provenance.core.testsigstore import TestSigstore
+from provenance.sources.models import Scan, Source
+from provenance.sources.tasks import scan_source
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
 
@@ -31,3 +33,11 @@ class UserFactory(factory.django.DjangoModelFactory):
     is_staff = True
     is_superuser = True
     password = factory.django.Password("test-password")
+
+
+def run_scan_now(source: Source) -> Scan:
+    """Run one scan of ``source`` in this process (integration tests use a real worker instead)."""
+    scan = Scan.objects.create(source=source)
+    scan_source.apply(args=[scan.pk])
+    scan.refresh_from_db()
+    return scan

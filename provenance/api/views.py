@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.http import Http404
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -9,7 +8,6 @@ from rest_framework.response import Response
 from provenance.api import serializers
 from provenance.artifacts import services as artifact_services
 from provenance.artifacts.models import Artifact
-from provenance.core.errors import MalformedEvidenceError
 from provenance.sources import services as source_services
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services
@@ -25,13 +23,7 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
         return serializers.ArtifactDetailSerializer if self.action == "retrieve" else serializers.ArtifactSerializer
 
     def get_object(self) -> Artifact:
-        try:
-            artifact = artifact_services.find_artifact(self.kwargs["digest"])
-        except MalformedEvidenceError as err:
-            raise Http404(err.message) from err
-        if artifact is None:
-            raise Http404("no artifact with this digest")
-        return artifact
+        return artifact_services.find_artifact(self.kwargs["digest"])
 
 
 class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
 from provenance.artifacts.models import Artifact, Evidence, Tag, TagEvent
 from provenance.core import discovery as core_discovery
 from provenance.core import verification
 from provenance.core.discovery import Discovery, Level, ManifestNode
+from provenance.core.errors import MalformedEvidenceError
 from provenance.core.oci import Registry
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy
@@ -203,7 +205,16 @@ def record_tags_gone(source: Source, repository: str, tags: Sequence[str]) -> in
     return len(gone)
 
 
-def find_artifact(digest: str) -> Artifact | None:
-    """The most recently checked artifact with this digest (the same digest may sit in several sources)."""
-    Digest.parse(digest)
-    return Artifact.objects.filter(digest=digest).order_by("-checked_at", "-pk").first()
+def find_artifact(digest: str) -> Artifact:
+    """The most recently checked artifact with this digest (the same digest may sit in several sources).
+
+    Raises Http404 for a malformed digest or when no artifact has it (pages and the API both answer 404).
+    """
+    try:
+        Digest.parse(digest)
+    except MalformedEvidenceError as err:
+        raise Http404(err.message) from err
+    artifact = Artifact.objects.filter(digest=digest).order_by("-checked_at", "-pk").first()
+    if artifact is None:
+        raise Http404("no artifact with this digest")
+    return artifact

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from provenance.artifacts import presentation, services
 from provenance.artifacts.models import Artifact, TrustStatus
-from provenance.core.errors import MalformedEvidenceError
 from provenance.policies.models import Policy
 from provenance.sources.models import Source
 
@@ -37,12 +36,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def artifact_detail(request: HttpRequest, digest: str) -> HttpResponse:
-    try:
-        artifact = services.find_artifact(digest)
-    except MalformedEvidenceError as err:
-        raise Http404(err.message) from err
-    if artifact is None:
-        raise Http404("no artifact with this digest")
+    artifact = services.find_artifact(digest)
     page = presentation.describe_artifact(artifact)
     context = {
         "artifact": artifact,

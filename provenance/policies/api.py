@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from provenance.artifacts import services as artifact_services
-from provenance.core.errors import MalformedEvidenceError
 from provenance.core.policy import dump_policy
 from provenance.policies import services
 from provenance.policies.models import ArtifactTrust, Policy, TrustEvent
@@ -85,12 +84,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
             serializer_class=ArtifactTrustSerializer)
     def verdict(self, request: Request, digest: str) -> Response:
         """An artifact's trust status under the policies, with its history."""
-        try:
-            artifact = artifact_services.find_artifact(digest)
-        except MalformedEvidenceError as err:
-            raise Http404(err.message) from err
-        if artifact is None:
-            raise Http404("no artifact with this digest")
+        artifact = artifact_services.find_artifact(digest)
         trust = ArtifactTrust.objects.filter(artifact=artifact).select_related("artifact").first()
         body = ArtifactTrustSerializer(trust).data if trust else {"digest": digest, "status": "pending"}
         body["history"] = TrustEventSerializer(TrustEvent.objects.filter(artifact=artifact)[:200], many=True).data

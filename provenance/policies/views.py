@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from provenance.artifacts import services as artifact_services
-from provenance.core.errors import MalformedEvidenceError
 from provenance.core.policy import PolicyError, dump_policy
 from provenance.policies import services
 from provenance.policies.forms import EXAMPLE, PolicyForm
@@ -87,12 +86,7 @@ def coverage(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def artifact_trust(request: HttpRequest, digest: str) -> HttpResponse:
-    try:
-        artifact = artifact_services.find_artifact(digest)
-    except MalformedEvidenceError as err:
-        raise Http404(err.message) from err
-    if artifact is None:
-        raise Http404("no artifact with this digest")
+    artifact = artifact_services.find_artifact(digest)
     context = {"artifact": artifact, "timeline_limit": 200}
     if request.htmx:
         return render(request, "policies/_trust_panel.html", context)

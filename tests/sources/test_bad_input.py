@@ -13,17 +13,12 @@ from provenance.core.ocilayout import OciLayout
 from provenance.core.types import MediaType, SignedLayer
 from provenance.sources import services
 from provenance.sources.models import Scan, Source
-from provenance.sources.tasks import scan_source
-from tests.factories import make_sigstore, trust_root_for
+from tests.factories import make_sigstore, run_scan_now, trust_root_for
 
 pytestmark = pytest.mark.django_db
 
 
-def run(source: Source) -> Scan:
-    scan = Scan.objects.create(source=source)
-    scan_source.apply(args=[scan.pk])  # in-process, for this one call only (integration tests use a worker)
-    scan.refresh_from_db()
-    return scan
+run = run_scan_now
 
 
 def layout_source(tmp_path, build, *, name="bad") -> tuple[Source, OciLayout]:

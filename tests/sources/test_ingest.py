@@ -17,8 +17,8 @@ from provenance.core.demo import build_demo_fleet
 from provenance.core.types import MediaType
 from provenance.sources import services
 from provenance.sources.models import Scan, Source
-from provenance.sources.tasks import rescan_sources, scan_source
-from tests.factories import UserFactory, make_sigstore, trust_root_for
+from provenance.sources.tasks import rescan_sources
+from tests.factories import UserFactory, make_sigstore, run_scan_now, trust_root_for
 from tests.plugins.registry import (
     CosignCli,
     RegistryServer,
@@ -32,11 +32,7 @@ from tests.plugins.registry import (
 pytestmark = pytest.mark.django_db
 
 
-def run(source: Source) -> Scan:
-    scan = Scan.objects.create(source=source)
-    scan_source.apply(args=[scan.pk])  # in-process, for this one call only (integration tests use a worker)
-    scan.refresh_from_db()
-    return scan
+run = run_scan_now
 
 
 def repository_source(registry: RegistryServer, repo: str, **kwargs) -> Source:
