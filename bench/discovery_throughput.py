@@ -7,7 +7,7 @@ and SPDX) by the project's test Sigstore; plus a sample of images signed and att
 key, offline. Then measures, for all N images:
 
 * discovery only (``provenance.core.discovery.discover``), one image at a time and W images at a time;
-* discovery + verification (``provenance.core.verification.verify_evidence``), W images at a time;
+* discovery + verification (``provenance.core.verify.verify_evidence``), W images at a time;
 
 and, for the cosign sample, ``cosign verify`` then ``cosign verify-attestation --type slsaprovenance1``
 (key-based, ``--insecure-ignore-tlog``) per image, sequentially. Prints medians and ratios.
@@ -43,7 +43,7 @@ from provenance.core.oci import RegistryClient  # noqa: E402
 from provenance.core.testsigstore import TestSigstore, in_toto_statement  # noqa: E402
 from provenance.core.trustroot import TrustRoot  # noqa: E402
 from provenance.core.types import Digest, IdentityPolicy, MediaType, SignedLayer  # noqa: E402
-from provenance.core.verification import verify_evidence  # noqa: E402
+from provenance.core.verify import verify_evidence  # noqa: E402
 
 IDENTITY = "https://github.com/provenance-bench/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"

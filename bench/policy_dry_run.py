@@ -53,7 +53,7 @@ def build_fleet(count: int) -> None:
     10% provenance only (half with another build type), 10% unsigned, 10% outside the policy's glob."""
     from provenance.artifacts.models import Artifact, Evidence, Tag
     from provenance.artifacts.services import evidence_key
-    from provenance.core import verification
+    from provenance.core import verify
     from provenance.core.discovery import FoundEvidence
     from provenance.core.testsigstore import TestSigstore, in_toto_statement
     from provenance.core.trustroot import TrustRoot as CoreTrustRoot
@@ -101,7 +101,7 @@ def build_fleet(count: int) -> None:
             found = FoundEvidence(kind=kind, format="cosign-sig" if kind == "signature" else "cosign-att",
                                   location=f"{repository}:{digest.tag_prefix}.{kind[:3]}", covers=digest,
                                   level="image", digest=layer.digest, layer=layer)
-            item = verification.verify_evidence(found, trust_root=core_root, identity=expected)
+            item = verify.verify_evidence(found, trust_root=core_root, identity=expected)
             result = item.result
             rows.append(Evidence(
                 artifact=artifact, kind=kind, format=found.format, location=found.location,
@@ -142,7 +142,7 @@ def main() -> None:
     from django.db import connection
 
     from provenance.artifacts.models import Artifact, Evidence
-    from provenance.core import verification
+    from provenance.core import verify
     from provenance.core.discovery import FoundEvidence
     from provenance.core.trustroot import TrustRoot as CoreTrustRoot
     from provenance.core.types import Digest, IdentityPolicy, SignedLayer
@@ -192,7 +192,7 @@ def main() -> None:
     for kind, fmt, location, digest, covers, media_type, payload, notes in rows:
         found = FoundEvidence(kind=kind, format=fmt, location=location, covers=Digest.parse(covers), level="image",
                               digest=Digest.parse(digest), layer=SignedLayer(media_type, bytes(payload), notes))
-        verified += verification.verify_evidence(found, trust_root=core_root, identity=identity).result.is_verified
+        verified += verify.verify_evidence(found, trust_root=core_root, identity=identity).result.is_verified
     crypto = time.perf_counter() - started
     print(f"alternative, re-verifying every signature/attestation cryptographically "
           f"({Evidence.objects.count()} layers, {verified} verified; no Rego, no status logic): {crypto:.2f} s")

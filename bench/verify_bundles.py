@@ -6,7 +6,7 @@ Bundles are keyless (Fulcio-style certificate, SCT, Rekor entry with inclusion p
 by the project's test Sigstore: message signatures (``hashedrekord``) and DSSE in-toto attestations (``dsse``).
 Every verifier checks the same bundles offline against the same trusted root:
 
-* ``provenance``: :func:`provenance.core.bundle.verify_bundle` in this process (sigstore engine), a batch of
+* ``provenance``: :func:`provenance.core.verify.verify_bundle` in this process (sigstore engine), a batch of
   ``--bundles`` per round; also the same bundles with the SET only (our own engine, which sigstore refuses);
 * ``sigstore CLI``: ``sigstore --trust-config ... verify identity --offline``, one fresh process per bundle;
 * ``cosign``: ``cosign verify-blob[-attestation] --new-bundle-format --trusted-root``, one process per bundle.
@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provenance.core.bundle import verify_bundle
 from provenance.core.testsigstore import LogOptions, TestSigstore, in_toto_statement
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import IdentityPolicy
+from provenance.core.verify import verify_bundle
 
 IDENTITY = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"

@@ -97,6 +97,37 @@ def test_core_imports_no_framework_and_apps_do_not_import_sigstore() -> None:
     assert offenders == []
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, with ``from package import submodule`` resolved to the submodule."""
+    names = _imports(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_verification_has_one_way_in_and_its_formats_are_peers() -> None:
+    verify = ROOT / "provenance" / "core" / "verify"
+    submodules = {f"provenance.core.verify.{p.stem}" for p in verify.glob("*.py") if p.stem != "__init__"}
+    offenders = []
+    # Outside the package (the apps, the rest of core, benchmarks) only the face is used.
+    for path in [*(ROOT / "provenance").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]:
+        if verify in path.parents:
+            continue
+        for name in _imported_modules(path) & submodules:
+            offenders.append(f"{path.relative_to(ROOT)} imports {name} (use provenance.core.verify)")
+    # Inside: the two formats never import each other, and the shared checks import neither of them.
+    formats = {"provenance.core.verify.cosign", "provenance.core.verify.bundle", "provenance.core.verify.evidence"}
+    for path in verify.glob("*.py"):
+        module = f"provenance.core.verify.{path.stem}"
+        allowed = formats if path.stem in {"__init__", "evidence"} else {module}
+        for name in (_imported_modules(path) & formats) - allowed:
+            offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+    old_modules = ("cosign", "bundle", "verification")
+    assert not any((ROOT / "provenance" / "core" / f"{old}.py").exists() for old in old_modules)
+
+
 def test_compose_runs_only_what_the_project_has() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]

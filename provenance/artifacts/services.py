@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from provenance.artifacts.models import Artifact, Evidence, Tag, TagEvent
 from provenance.core import discovery as core_discovery
-from provenance.core import verification
+from provenance.core import verify
 from provenance.core.discovery import Discovery, Level, ManifestNode
 from provenance.core.errors import MalformedEvidenceError
 from provenance.core.oci import Registry
@@ -55,16 +55,16 @@ def ingest_image(
 
 def verify_discovery(
     found: Discovery, *, trust_root: TrustRoot, identity: IdentityPolicy | None, public_keys: tuple[bytes, ...] = ()
-) -> list[verification.Verified]:
+) -> list[verify.Verified]:
     """Verify every piece of found evidence (no database access: safe on worker threads)."""
     return [
-        verification.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys)
+        verify.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys)
         for e in found.evidence
     ]
 
 
 @transaction.atomic
-def store_discovery(source: Source, repository: str, found: Discovery, results: list[verification.Verified], *,
+def store_discovery(source: Source, repository: str, found: Discovery, results: list[verify.Verified], *,
                     fingerprint: str = "") -> Artifact:
     """Store the artifacts (index and platforms), their evidence and verdicts; idempotent per digest."""
     root = _store_node(source, repository, found.root, None, results, found, fingerprint)
@@ -74,7 +74,7 @@ def store_discovery(source: Source, repository: str, found: Discovery, results: 
 
 
 def _store_node(source: Source, repository: str, node: ManifestNode, parent: Artifact | None,
-                results: list[verification.Verified], found: Discovery, fingerprint: str) -> Artifact:
+                results: list[verify.Verified], found: Discovery, fingerprint: str) -> Artifact:
     artifact, _ = Artifact.objects.update_or_create(
         source=source,
         repository=repository,
@@ -88,7 +88,7 @@ def _store_node(source: Source, repository: str, node: ManifestNode, parent: Art
     # Evidence that is no longer in the registry is no longer evidence.
     artifact.evidence.exclude(pk__in=kept).delete()
     signatures = [v.result for v in mine if v.evidence.kind == "signature"]
-    verdict = verification.judge(signatures, looked_at=found.looked_at(node.digest))
+    verdict = verify.judge(signatures, looked_at=found.looked_at(node.digest))
     artifact.status = verdict.status
     artifact.status_code = verdict.code
     artifact.status_reason = verdict.reason
@@ -103,7 +103,7 @@ def evidence_key(digest: str, annotations: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def store_evidence(artifact: Artifact, item: verification.Verified) -> Evidence:
+def store_evidence(artifact: Artifact, item: verify.Verified) -> Evidence:
     found, result = item.evidence, item.result
     statement = item.statement
     if statement is not None and len(repr(statement)) > MAX_STATEMENT_CHARS:

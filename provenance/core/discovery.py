@@ -38,7 +38,17 @@ from provenance.core.errors import (
     TransientError,
 )
 from provenance.core.oci import Descriptor, Manifest, Registry, load_json_object
-from provenance.core.types import INDEX_MEDIA_TYPES, CheckResult, Digest, MediaType, SignedLayer, Stage
+from provenance.core.types import (
+    INDEX_MEDIA_TYPES,
+    CheckResult,
+    Digest,
+    Format,
+    Kind,
+    Level,
+    MediaType,
+    SignedLayer,
+    Stage,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -82,28 +92,6 @@ _BUNDLE_MEDIA_TYPE = re.compile(
 _PREDICATE_ANNOTATIONS = ("predicateType", "dev.sigstore.bundle.predicateType", "in-toto.io/predicate-type")
 
 
-class Level:
-    IMAGE = "image"  # a single-platform manifest
-    INDEX = "index"  # a multi-arch index itself
-    PLATFORM = "platform"  # a platform manifest inside an index
-
-
-class Kind:
-    SIGNATURE = "signature"
-    ATTESTATION = "attestation"
-    SBOM = "sbom"
-
-
-class Format:
-    COSIGN_SIG = "cosign-sig"
-    COSIGN_ATT = "cosign-att"
-    COSIGN_SBOM = "cosign-sbom"
-    SIGSTORE_BUNDLE = "sigstore-bundle"
-    NOTATION = "notation"
-    BUILDKIT = "buildkit-attestation"
-    REFERRER = "oci-referrer"  # attached with a type Provenance does not know (recorded, never trusted)
-
-
 def is_bundle_media_type(media_type: str) -> bool:
     """Whether ``media_type`` names a Sigstore bundle (v0.1, v0.2 or v0.3 spelling)."""
     return bool(_BUNDLE_MEDIA_TYPE.match(media_type or ""))
@@ -118,11 +106,11 @@ class FoundEvidence:
     predicate type read from the (unverified) content, when discovery had to read it to classify the evidence.
     """
 
-    kind: str
-    format: str
+    kind: Kind
+    format: Format
     location: str  # where it was found, e.g. "repo:sha256-<hex>.sig"
     covers: Digest
-    level: str
+    level: Level
     digest: Digest
     layer: SignedLayer | None = None
     problem: CheckResult | None = None
@@ -147,7 +135,7 @@ class ManifestNode:
 
     digest: Digest
     media_type: str
-    level: str
+    level: Level
     platform: str = ""
     children: tuple[ManifestNode, ...] = ()
 
@@ -218,7 +206,7 @@ def _problem(code: str, message: str, hint: str = "") -> CheckResult:
     return CheckResult(Stage.FETCH, code, False, message[:1000], hint)
 
 
-def _unreadable(kind: str, fmt: str, location: str, covers: Digest, level: str, digest: Digest, code: str,
+def _unreadable(kind: Kind, fmt: Format, location: str, covers: Digest, level: Level, digest: Digest, code: str,
                 message: str, *, manifest: Digest | None = None) -> FoundEvidence:
     hint = "Re-sign or re-attest the image; the stored evidence cannot be read."
     return FoundEvidence(kind, fmt, location, covers, level, digest, manifest=manifest,
@@ -292,8 +280,8 @@ def build_tree(registry: Registry, repository: str, manifest: Manifest) -> tuple
 @dataclass(frozen=True, slots=True)
 class _TagKind:
     suffix: str
-    kind: str
-    format: str
+    kind: Kind
+    format: Format
     media_type: str | None  # the only layer media type accepted, None for any (SBOMs)
     max_bytes: int
 
@@ -305,7 +293,7 @@ _COSIGN_TAGS = (
 )
 
 
-def _find_cosign_tag(registry: Registry, repository: str, digest: Digest, level: str, spec: _TagKind) -> _Found:
+def _find_cosign_tag(registry: Registry, repository: str, digest: Digest, level: Level, spec: _TagKind) -> _Found:
     result = _Found()
     tag = f"{digest.tag_prefix}{spec.suffix}"
     location = f"{repository}:{tag}"
@@ -339,7 +327,7 @@ def _find_cosign_tag(registry: Registry, repository: str, digest: Digest, level:
 
 
 def _read_layer(registry: Registry, repository: str, descriptor: object, *, spec: _TagKind, location: str,
-                covers: Digest, level: str, manifest: Digest) -> FoundEvidence:
+                covers: Digest, level: Level, manifest: Digest) -> FoundEvidence:
     kind, fmt = spec.kind, spec.format
 
     def unreadable(digest: Digest, code: str, message: str) -> FoundEvidence:
@@ -373,7 +361,7 @@ def _read_layer(registry: Registry, repository: str, descriptor: object, *, spec
 
 
 def find_cosign_evidence(
-    registry: Registry, repository: str, digest: Digest, *, level: str, signature_repository: str | None = None
+    registry: Registry, repository: str, digest: Digest, *, level: Level, signature_repository: str | None = None
 ) -> tuple[list[FoundEvidence], list[CheckResult]]:
     """Return the cosign ``.sig``, ``.att`` and ``.sbom`` layers stored for ``digest``, and problems met.
 
@@ -450,7 +438,7 @@ def _descriptor_digests(entries: Iterable[object], what: str, found: _Found) -> 
     return digests
 
 
-def find_referrers(registry: Registry, repository: str, digest: Digest, *, level: str) -> tuple[
+def find_referrers(registry: Registry, repository: str, digest: Digest, *, level: Level) -> tuple[
         list[FoundEvidence], list[CheckResult]]:
     """Return the evidence attached to ``digest`` as OCI referrers (API and tag schema), and problems met.
 
@@ -460,7 +448,7 @@ def find_referrers(registry: Registry, repository: str, digest: Digest, *, level
     return found.evidence, found.problems
 
 
-def _find_referrers(registry: Registry, repository: str, digest: Digest, level: str) -> _Found:
+def _find_referrers(registry: Registry, repository: str, digest: Digest, level: Level) -> _Found:
     digests, found = _referrer_digests(registry, repository, digest)
     for manifest_digest in digests:
         found.extend(_read_referrer(registry, repository, manifest_digest, covers=digest, level=level))
@@ -468,7 +456,7 @@ def _find_referrers(registry: Registry, repository: str, digest: Digest, level: 
 
 
 def _read_referrer(registry: Registry, repository: str, manifest_digest: Digest, *, covers: Digest,
-                   level: str) -> _Found:
+                   level: Level) -> _Found:
     found = _Found()
     location = f"{repository}@{manifest_digest}"
     try:
@@ -529,7 +517,7 @@ def _with_annotations(descriptor: Descriptor, manifest_annotations: Mapping[str,
 
 
 def _read_bundle(registry: Registry, repository: str, descriptor: Descriptor, manifest_annotations: dict[str, str],
-                 *, location: str, covers: Digest, level: str, manifest: Digest) -> FoundEvidence:
+                 *, location: str, covers: Digest, level: Level, manifest: Digest) -> FoundEvidence:
     annotations = {**manifest_annotations, **descriptor.annotations}
     hinted = Kind.SIGNATURE if annotations.get("dev.sigstore.bundle.content") == "message-signature" else (
         Kind.SIGNATURE if annotations.get("dev.sigstore.bundle.predicateType") == COSIGN_SIGN_PREDICATE
@@ -554,7 +542,7 @@ def _read_bundle(registry: Registry, repository: str, descriptor: Descriptor, ma
                          predicate=predicate)
 
 
-def _classify_bundle(payload: bytes) -> tuple[str, str]:
+def _classify_bundle(payload: bytes) -> tuple[Kind, str]:
     """Return (kind, predicate type) of a Sigstore bundle, from its (not yet verified) content.
 
     Raises :class:`MalformedEvidenceError` (``malformed_bundle``) when it is neither a message signature nor a
@@ -664,7 +652,7 @@ def _through_listing(registry: Registry, signature_registry: Registry | None,
 
 
 
-def _node_lookups(registry: Registry, repository: str, digest: Digest, level: str, *, signature_registry: Registry,
+def _node_lookups(registry: Registry, repository: str, digest: Digest, level: Level, *, signature_registry: Registry,
                   signature_repository: str) -> list[Callable[[], _Found]]:
     """The independent lookups for one manifest digest (each may run on its own thread)."""
     calls: list[Callable[[], _Found]] = [
@@ -709,7 +697,7 @@ def discover_manifest(registry: Registry, repository: str, manifest: Manifest, *
     found = _Found()
     lookups: list[Future[_Found]] = []
 
-    def look_for(digest: Digest, level: str) -> None:
+    def look_for(digest: Digest, level: Level) -> None:
         found.state[f"node {digest}"] = level
         for call in _node_lookups(registry, repository, digest, level, signature_registry=sig_registry,
                                   signature_repository=sig_repo):

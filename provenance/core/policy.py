@@ -66,11 +66,11 @@ import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from provenance.core import cosign
 from provenance.core.errors import ProvenanceError
 from provenance.core.rego import RegoDecision, RegoError, RegoPolicy, compile_rego, defines_rule
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, SignedLayer, VerificationResult
+from provenance.core.verify import verify_layer
 
 __all__ = [
     "API_VERSIONS",
@@ -99,6 +99,7 @@ __all__ = [
     "is_known_signer",
     "key_fingerprint",
     "parse_policy",
+    "unreadable_policy",
 ]
 
 API_VERSIONS = frozenset({"policy.sigstore.dev/v1beta1", "policy.sigstore.dev/v1alpha1"})
@@ -273,6 +274,7 @@ class ClusterImagePolicy:
     mode: str = "enforce"
     api_version: str = "policy.sigstore.dev/v1beta1"
     warnings: tuple[PolicyWarning, ...] = field(default=(), compare=False)
+    unreadable: str = ""  # a stored policy that no longer parses: why (see unreadable_policy)
 
     def applies_to(self, names: Iterable[str]) -> bool:
         """Whether one of the ``images`` globs matches one of the image's names (see :func:`image_names`)."""
@@ -314,6 +316,26 @@ def parse_policy(text: str) -> ClusterImagePolicy:
     if root is None:
         raise PolicyError("the policy is empty", line=1)
     return _Parser(text).policy(_Node(root, ""))
+
+
+def unreadable_policy(name: str, text: str, error: str) -> ClusterImagePolicy:
+    """A stored policy that no longer parses (a newer Provenance refusing what an older one accepted, a row
+    edited behind our back): it still takes part in evaluation, and every image it may cover is "error", never
+    silently left to the other policies. It covers the image globs that can still be read from the YAML; when
+    none can, every image."""
+    globs: list[str] = []
+    try:
+        document = yaml.safe_load(text)
+        images = document.get("spec", {}).get("images", []) if isinstance(document, dict) else []
+        for item in images if isinstance(images, list) else []:
+            glob = item.get("glob") if isinstance(item, dict) else None
+            if isinstance(glob, str):
+                compile_glob(glob)
+                globs.append(glob)
+    except (yaml.YAMLError, PolicyError, AttributeError, RecursionError):
+        globs = []
+    return ClusterImagePolicy(name=name, images=tuple(globs) or ("**",), authorities=(),
+                              unreadable=error[:500] or "the policy does not parse")
 
 
 class _Node:
@@ -875,9 +897,6 @@ class _LRU:
 _REGO_CACHE = _LRU(200_000)
 # Re-verifications per (layer, image, key or identity-free keyless, trust root).
 _REVERIFY_CACHE = _LRU(100_000)
-_REVERIFIABLE_FORMATS = frozenset({"cosign-sig", "cosign-att"})
-
-
 @dataclass(frozen=True, slots=True)
 class _Acceptance:
     ok: bool
@@ -916,6 +935,13 @@ class Evaluator:
             return Verdict(TrustStatus.UNTRUSTED, "no_policy",
                            f"no policy applies to {artifact.display_name}: an image no policy covers is not trusted "
                            "(as policy-controller's default no-match policy)")
+        broken = [p for p in policies if p.unreadable]
+        if broken:
+            reason = "; ".join(f"the stored policy {p.name!r} no longer parses ({p.unreadable}): fix or disable it"
+                               for p in broken)
+            results = tuple(PolicyResult(p.name, p.mode, False, "", (Finding(p.name, "", "policy_unreadable", reason,
+                                                                             True),)) for p in broken)
+            return Verdict(TrustStatus.ERROR, "policy_unreadable", reason, results)
         results = tuple(self._policy(p, artifact) for p in policies)
         enforce = [r for r in results if not r.allowed and r.mode == "enforce"]
         warn = [r for r in results if not r.allowed and r.mode == "warn"]
@@ -1107,9 +1133,6 @@ class Evaluator:
         cached = _REVERIFY_CACHE.get(cache_key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        if evidence.format not in _REVERIFIABLE_FORMATS:
-            return _Acceptance(False, "reverify_unsupported", f"{evidence.format} evidence is checked only with the "
-                                                               "source's trust root and keys, at scan time", True)
         layer = self.resolver.layer(evidence)
         if layer is None or not layer.payload:
             return _Acceptance(False, "raw_evidence_missing", "the raw evidence is not stored; scan the image again",
@@ -1119,14 +1142,14 @@ class Evaluator:
         except ProvenanceError:
             return _Acceptance(False, "bad_digest", f"stored digest {evidence.covers[:80]!r} is malformed", True)
         statement: Mapping[str, Any] | None
-        if evidence.kind == "signature":
-            result = cosign.verify_signature_layer(layer, image_digest=covers, trust_root=root, public_key=public_key)
-            statement = None
-        else:
-            result, statement = cosign.verify_attestation_layer(layer, image_digest=covers, trust_root=root,
-                                                                public_key=public_key)
+        # No identity policy here: the authority matches identities itself, so an identity-only failure still
+        # means the evidence is cryptographically valid (and its statement may be read).
+        result, statement = verify_layer(layer, format=evidence.format, kind=evidence.kind, covers=covers,
+                                         trust_root=root, identity=None,
+                                         public_keys=(public_key,) if public_key else ())
+        if statement is None and evidence.kind == "attestation":
             failed = {str(c.stage) for c in result.failures}
-            if statement is None and failed and failed <= {"identity"}:
+            if failed and failed <= {"identity"}:
                 statement = statement_from_layer(layer)
         value = (result, statement)
         _REVERIFY_CACHE.put(cache_key, value)

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from provenance.core.bundle import InclusionProofFetcher
 from provenance.core.errors import TransientError
+from provenance.core.verify import InclusionProofFetcher
 
 __all__ = ["MAX_ENTRY_BYTES", "fetch_entry", "make_fetcher"]
 
@@ -50,7 +50,7 @@ def fetch_entry(
 
 
 def make_fetcher(*, timeout: float = 10.0) -> InclusionProofFetcher:
-    """An ``InclusionProofFetcher`` for :func:`provenance.core.bundle.verify_bundle`."""
+    """An ``InclusionProofFetcher`` for :func:`provenance.core.verify.verify_bundle`."""
 
     def fetch(base_url: str, log_index: int) -> dict[str, Any]:
         return fetch_entry(base_url, log_index, timeout=timeout)

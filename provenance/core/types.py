@@ -137,6 +137,65 @@ class Outcome(StrEnum):
     ERROR = "error"
 
 
+class Kind(StrEnum):
+    """What a piece of evidence is."""
+
+    SIGNATURE = "signature"
+    ATTESTATION = "attestation"
+    SBOM = "sbom"
+
+
+class Format(StrEnum):
+    """How a piece of evidence is stored in the registry."""
+
+    COSIGN_SIG = "cosign-sig"
+    COSIGN_ATT = "cosign-att"
+    COSIGN_SBOM = "cosign-sbom"
+    SIGSTORE_BUNDLE = "sigstore-bundle"
+    NOTATION = "notation"
+    BUILDKIT = "buildkit-attestation"
+    REFERRER = "oci-referrer"  # attached with a type Provenance does not know (recorded, never trusted)
+
+
+class Level(StrEnum):
+    """Where in an image an artifact sits."""
+
+    IMAGE = "image"  # a single-platform manifest
+    INDEX = "index"  # a multi-arch index itself
+    PLATFORM = "platform"  # a platform manifest inside an index
+
+
+class SignatureStatus(StrEnum):
+    """An artifact's signature verdict, from its signatures' results alone."""
+
+    VERIFIED = "verified"
+    FAILED = "failed"
+    UNSIGNED = "unsigned"
+    ERROR = "error"
+
+
+class LogEvidence(StrEnum):
+    """What shows that a verified signature was published, strongest first."""
+
+    INCLUSION_PROOF = "inclusion_proof"  # a Merkle proof to a checkpoint the log signed
+    INCLUSION_PROMISE = "inclusion_promise"  # a signed entry timestamp only: the log promised to include it
+    TIMESTAMPED_NOT_LOGGED = "timestamped_not_logged"  # a trust domain without a log: an RFC 3161 timestamp only
+    NOT_LOGGED = "not_logged"  # the log requirement was switched off (insecure opt-in)
+
+
+class Leniency(StrEnum):
+    """A named reason why Provenance accepts evidence that sigstore-python would reject."""
+
+    KEY_BASED = "key_based"
+    INCLUSION_PROMISE = "v01_inclusion_promise"
+    INTOTO_ENTRY = "intoto_entry"
+    DSSE_V2_ENTRY = "dsse_v2_entry"
+    KEY_REKOR_V2 = "key_rekor_v2"
+    TSA_ONLY = "tsa_only"
+    NOT_LOGGED = "not_logged"
+    TSA_END_INCLUSIVE = "tsa_end_inclusive"
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One check: which stage, a stable code, what was expected vs found, and how to fix it."""
@@ -163,9 +222,10 @@ class VerificationResult:
     identity: str = ""
     issuer: str = ""
     key: str = ""
-    tlog: str = ""  # "inclusion_proof", "inclusion_promise" (SET only), or "" when none
+    tlog: str = ""  # a LogEvidence value, or "" when none
     integrated_time: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    leniencies: tuple[Leniency, ...] = ()  # where this result is more lenient than sigstore-python, and why
 
     @property
     def is_verified(self) -> bool:

@@ -49,7 +49,8 @@ def parse(source: str) -> core.ClusterImagePolicy:
 
 
 def enabled_policies(*, exclude: Policy | None = None) -> list[core.ClusterImagePolicy]:
-    """The enabled policies, parsed. A stored policy that no longer parses is skipped (and logged)."""
+    """The enabled policies, parsed. A stored policy that no longer parses stays in, as an unreadable policy that
+    makes every image it may cover "error" (and is logged)."""
     result = []
     rows = Policy.objects.filter(is_enabled=True)
     if exclude is not None and exclude.pk:
@@ -57,8 +58,9 @@ def enabled_policies(*, exclude: Policy | None = None) -> list[core.ClusterImage
     for row in rows:
         try:
             result.append(parse(row.source))
-        except ProvenanceError as err:  # pragma: no cover - stored policies were validated on save
+        except ProvenanceError as err:  # validated on save; a newer version may refuse what an older accepted
             log.error("stored policy %s no longer parses: %s", row.name, err)
+            result.append(core.unreadable_policy(row.name, row.source, str(err)))
     return result
 
 

@@ -42,7 +42,7 @@ from provenance.core.oci import Registry, RegistryClient, validate_repository
 from provenance.core.ocilayout import OciLayout, extract_layout_tar
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
-from provenance.core.verification import Verified
+from provenance.core.verify import Verified
 from provenance.policies import services as policy_services
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services

@@ -1,8 +1,9 @@
 """Sigstore bundle verification: every failure pinned to its stage and stable code, through both engines.
 
-Bundles with an inclusion proof and signed checkpoint go through ``sigstore`` (the "sigstore" engine); bundles
-it refuses (SET only, key-based, intoto entries) through our own checks (the "own" engine). Each negative case
-runs through both where both apply, and must give the same code.
+Bundles sigstore-python reads completely go through ``sigstore`` (the "sigstore" engine), and its rejection
+stands; the rest (v0.1 SET only, key-based, intoto entries) through our own checks (the "own" engine), each
+acceptance there resting on a named leniency. Each negative case runs through both where both apply, and must
+give the same code.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from provenance.core.bundle import BundleVerification, verify_bundle
 from provenance.core.claims import WorkflowClaims
 from provenance.core.testsigstore import (
     GITHUB_ACTIONS_ISSUER,
@@ -30,15 +30,20 @@ from provenance.core.testsigstore import (
     in_toto_statement,
 )
 from provenance.core.trustroot import TrustRoot
-from provenance.core.types import Digest, IdentityPolicy, Outcome, Stage
+from provenance.core.types import Digest, IdentityPolicy, Leniency, Outcome, Stage
+from provenance.core.verify import BundleVerification, verify_bundle
 
 IDENTITY = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = GITHUB_ACTIONS_ISSUER
 POLICY = IdentityPolicy(issuer=ISSUER, identity=IDENTITY)
 ARTIFACT = b"the released artifact\n"
 SLSA = "https://slsa.dev/provenance/v1"
-# "sigstore": proof + checkpoint + SET, which sigstore verifies; "own": the SET only, which sigstore refuses.
-ENGINES = {"sigstore": LogOptions(), "own": LogOptions(with_inclusion_proof=False)}
+# "sigstore": proof + checkpoint + SET, which sigstore verifies; "own": a v0.1 bundle with the SET only, which the
+# v0.1 format allows and sigstore refuses (the named leniency "v01_inclusion_promise").
+ENGINES: dict[str, dict[str, Any]] = {
+    "sigstore": {"log": LogOptions()},
+    "own": {"log": LogOptions(with_inclusion_proof=False), "version": "0.1"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -128,21 +133,70 @@ def test_sha512_subject_matches_the_artifact(sigstore: TestSigstore, root: Trust
     [LogOptions(with_inclusion_proof=False), LogOptions(with_checkpoint=False)],
     ids=["no-proof", "no-checkpoint"],
 )
-@pytest.mark.parametrize("version", ["0.1", "0.3"])
-def test_set_only_bundles_verify_as_a_weaker_inclusion_promise(
-    sigstore: TestSigstore, root: TrustRoot, log: LogOptions, version: str
+def test_v01_set_only_bundles_verify_as_a_weaker_inclusion_promise(
+    sigstore: TestSigstore, root: TrustRoot, log: LogOptions
 ) -> None:
-    result = verify(sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, version=version, log=log),
+    result = verify(sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, version="0.1", log=log),
                     root)
 
     assert result.is_verified, result.result.failures
     assert result.result.tlog == "inclusion_promise"
+    assert result.result.leniencies == (Leniency.INCLUSION_PROMISE,)
     passed = {c.code for c in result.result.checks if c.ok}
     assert "tlog_set_ok" in passed and passed & {"tlog_promise_only", "tlog_proof_unsigned"}
+    assert "lenient_v01_inclusion_promise" in passed  # shown as a check of its own
+
+
+@pytest.mark.parametrize(
+    "log",
+    [LogOptions(with_inclusion_proof=False), LogOptions(with_checkpoint=False)],
+    ids=["no-proof", "no-checkpoint"],
+)
+@pytest.mark.parametrize("version", ["0.2", "0.3"])
+@pytest.mark.parametrize("content", ["message", "dsse"])
+def test_v02_and_later_bundles_need_an_inclusion_proof_with_checkpoint_whatever_the_set_says(
+    sigstore: TestSigstore, root: TrustRoot, statement: bytes, log: LogOptions, version: str, content: str
+) -> None:
+    if content == "message":
+        raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, version=version, log=log)
+    else:
+        raw = sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=ISSUER, version=version, log=log)
+
+    result = verify(raw, root)
+
+    assert not result.is_verified
+    assert codes(result)[0] == "tlog_inclusion_proof_missing", result.result.failures
+    assert result.result.outcome is Outcome.INVALID
+
+
+@pytest.mark.parametrize("version", ["0.2", "0.3"])
+def test_key_based_v02_bundles_need_an_inclusion_proof_too(sigstore: TestSigstore, root: TrustRoot,
+                                                           version: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = sigstore.sign_blob_bundle_with_key(ARTIFACT, key, version=version,
+                                             log=LogOptions(with_inclusion_proof=False))
+
+    result = verify(raw, root, public_keys=(pem(key),))
+
+    assert codes(result) == ["tlog_inclusion_proof_missing"]
+
+
+def test_an_invalid_inclusion_proof_fails_although_the_set_verifies(sigstore: TestSigstore, root: TrustRoot) -> None:
+    def corrupt(data: dict[str, Any]) -> None:
+        proof = data["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+        proof["hashes"] = [flip(h) for h in proof["hashes"]] or proof["hashes"]
+        proof["rootHash"] = flip(proof["rootHash"])
+
+    raw = edit(sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER), corrupt)
+
+    result = verify(raw, root)
+
+    assert not result.is_verified
+    assert codes(result)[0] in {"tlog_inclusion_proof_invalid", "tlog_checkpoint_invalid"}, result.result.failures
 
 
 def test_set_only_result_is_upgraded_when_the_log_gives_the_proof(sigstore: TestSigstore, root: TrustRoot) -> None:
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES["own"])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES["own"])
     index = int(json.loads(raw)["verificationMaterial"]["tlogEntries"][0]["logIndex"])
     asked: list[tuple[str, int]] = []
 
@@ -210,7 +264,7 @@ def test_github_workflow_claims_are_checked(sigstore: TestSigstore, root: TrustR
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_wrong_identity(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
 
     result = verify(raw, root, identity=IdentityPolicy(issuer=ISSUER, identity="https://github.com/evil/x"))
 
@@ -222,7 +276,7 @@ def test_wrong_identity(sigstore: TestSigstore, root: TrustRoot, engine: str) ->
 @pytest.mark.parametrize("engine", ENGINES)
 def test_wrong_issuer(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
     raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer="https://issuer.evil.test",
-                                    log=ENGINES[engine])
+                                    **ENGINES[engine])
 
     result = verify(raw, root)
 
@@ -240,7 +294,7 @@ def test_missing_identity_policy_never_verifies_a_keyless_bundle(sigstore: TestS
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_wrong_artifact(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
 
     by_bytes = verify(raw, root, artifact=ARTIFACT + b"tampered")
     by_digest = verify(raw, root, artifact=Digest.of(b"something else"))
@@ -253,7 +307,7 @@ def test_wrong_artifact(sigstore: TestSigstore, root: TrustRoot, engine: str) ->
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_tampered_dsse_payload(sigstore: TestSigstore, root: TrustRoot, statement: bytes, engine: str) -> None:
-    raw = sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
     tampered = statement.replace(b"buildType", b"buildTypo")
 
     def change(data: dict[str, Any]) -> None:
@@ -268,7 +322,7 @@ def test_tampered_dsse_payload(sigstore: TestSigstore, root: TrustRoot, statemen
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_tampered_message_signature(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
     other = ec.generate_private_key(ec.SECP256R1()).sign(ARTIFACT, ec.ECDSA(hashes.SHA256()))
 
     def change(data: dict[str, Any]) -> None:
@@ -283,7 +337,7 @@ def test_tampered_message_signature(sigstore: TestSigstore, root: TrustRoot, eng
 @pytest.mark.parametrize("engine", ENGINES)
 def test_dsse_subject_mismatch(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
     other = in_toto_statement("other.tgz", hashlib.sha256(b"other").hexdigest(), SLSA, {})
-    raw = sigstore.sign_dsse_bundle(other, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = sigstore.sign_dsse_bundle(other, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
 
     result = verify(raw, root)
 
@@ -295,7 +349,7 @@ def test_dsse_subject_mismatch(sigstore: TestSigstore, root: TrustRoot, engine: 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_certificate_expired_at_log_time(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
     expired = LeafOptions(not_before=datetime.now(UTC) - timedelta(hours=1))
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, leaf=expired, log=ENGINES[engine])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, leaf=expired, **ENGINES[engine])
 
     result = verify(raw, root)
 
@@ -307,7 +361,7 @@ def test_certificate_expired_at_log_time(sigstore: TestSigstore, root: TrustRoot
 @pytest.mark.parametrize("engine", ENGINES)
 def test_missing_sct(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
     raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, leaf=LeafOptions(with_sct=False),
-                                    log=ENGINES[engine])
+                                    **ENGINES[engine])
 
     result = verify(raw, root)
 
@@ -318,7 +372,7 @@ def test_missing_sct(sigstore: TestSigstore, root: TrustRoot, engine: str) -> No
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sct_from_the_wrong_ct_key(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
     leaf = LeafOptions(sct_key=ec.generate_private_key(ec.SECP256R1()))
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, leaf=leaf, log=ENGINES[engine])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, leaf=leaf, **ENGINES[engine])
 
     result = verify(raw, root)
 
@@ -329,7 +383,7 @@ def test_sct_from_the_wrong_ct_key(sigstore: TestSigstore, root: TrustRoot, engi
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_bad_signed_entry_timestamp(sigstore: TestSigstore, root: TrustRoot, engine: str) -> None:
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
 
     def change(data: dict[str, Any]) -> None:
         promise = data["verificationMaterial"]["tlogEntries"][0]["inclusionPromise"]
@@ -399,7 +453,7 @@ def test_log_entry_of_another_signature(sigstore: TestSigstore, root: TrustRoot)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_untrusted_root(root: TrustRoot, engine: str) -> None:
     stranger = TestSigstore.create(name="stranger")
-    raw = stranger.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES[engine])
+    raw = stranger.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES[engine])
 
     result = verify(raw, root)
 
@@ -416,7 +470,7 @@ def test_no_signed_time(sigstore: TestSigstore, root: TrustRoot) -> None:
 
     assert result.result.outcome is Outcome.UNTRUSTED
     assert codes(result) == ["no_signed_time"]
-    assert result.result.tlog == "inclusion_proof"  # logged, but the time of logging is not signed
+    assert result.result.tlog == ""  # sigstore refuses it before the log evidence counts for anything
 
 
 # -- key-based bundles ------------------------------------------------------------------------------------------
@@ -499,7 +553,8 @@ def test_key_based_bundle_without_log_entry_needs_an_explicit_opt_out(sigstore: 
 
     assert strict.result.outcome is Outcome.UNTRUSTED
     assert codes(strict) == ["tlog_missing", "no_signed_time"]
-    assert relaxed.is_verified and relaxed.result.tlog == ""
+    assert relaxed.is_verified and relaxed.result.tlog == "not_logged"
+    assert relaxed.result.leniencies == (Leniency.NOT_LOGGED, Leniency.KEY_BASED)
 
 
 # -- malformed, unsupported: never collapsed into invalid ------------------------------------------------------
@@ -541,7 +596,7 @@ def test_damaged_parts_are_malformed(sigstore: TestSigstore, root: TrustRoot) ->
 
 
 def test_unsupported_log_entry_kind_is_unsupported_not_invalid(sigstore: TestSigstore, root: TrustRoot) -> None:
-    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, log=ENGINES["own"])
+    raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=ISSUER, **ENGINES["own"])
 
     def relabel(data: dict[str, Any]) -> None:
         entry = data["verificationMaterial"]["tlogEntries"][0]

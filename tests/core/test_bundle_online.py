@@ -8,11 +8,11 @@ import socket
 import pytest
 
 from provenance.core import rekor
-from provenance.core.bundle import verify_bundle
 from provenance.core.errors import TransientError
 from provenance.core.testsigstore import LogOptions, TestSigstore
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import IdentityPolicy
+from provenance.core.verify import verify_bundle
 from tests.interop.fake_rekor import FakeRekor
 
 IDENTITY = "release@acme.test"
@@ -27,18 +27,25 @@ def test_set_only_bundle_is_upgraded_through_the_rekor_api() -> None:
         document = json.loads(sigstore.trusted_root_json())
         document["tlogs"][0]["baseUrl"] = server.url
         root = TrustRoot.from_json(json.dumps(document).encode(), name="online")
-        raw = sigstore.sign_blob_bundle(b"a", identity=IDENTITY, issuer=ISSUER,
-                                        log=LogOptions(with_inclusion_proof=False))
         policy = IdentityPolicy(issuer=ISSUER, identity=IDENTITY)
-
-        upgraded = verify_bundle(raw, artifact=b"a", trust_root=root, identity=policy,
-                                 fetch_inclusion_proof=rekor.make_fetcher(timeout=5))
-        offline = verify_bundle(raw, artifact=b"a", trust_root=root, identity=policy)
+        results = {}
+        for version in ("0.1", "0.3"):
+            raw = sigstore.sign_blob_bundle(b"a", identity=IDENTITY, issuer=ISSUER, version=version,
+                                            log=LogOptions(with_inclusion_proof=False))
+            results[version] = (
+                verify_bundle(raw, artifact=b"a", trust_root=root, identity=policy,
+                              fetch_inclusion_proof=rekor.make_fetcher(timeout=5)),
+                verify_bundle(raw, artifact=b"a", trust_root=root, identity=policy),
+            )
     finally:
         server.close()
 
-    assert upgraded.is_verified and upgraded.result.tlog == "inclusion_proof"
-    assert offline.is_verified and offline.result.tlog == "inclusion_promise"  # off by default
+    for version, (upgraded, _) in results.items():
+        assert upgraded.is_verified and upgraded.result.tlog == "inclusion_proof", version
+        assert not upgraded.result.leniencies  # with the proof, sigstore-python verifies it as well
+    # off by default: a v0.1 bundle stays a promise, a v0.3 one without a proof fails
+    assert results["0.1"][1].is_verified and results["0.1"][1].result.tlog == "inclusion_promise"
+    assert [c.code for c in results["0.3"][1].result.failures] == ["tlog_inclusion_proof_missing"]
 
 
 def test_fetch_fails_as_transient_errors() -> None:

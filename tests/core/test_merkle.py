@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from provenance.core.bundle import _root_from_proof
 from provenance.core.testsigstore import TestSigstore
+from provenance.core.verify.tlog import root_from_proof
 
 
 def test_every_proof_of_every_tree_size_leads_to_the_root_and_nothing_else_does() -> None:
@@ -17,11 +17,11 @@ def test_every_proof_of_every_tree_size_leads_to_the_root_and_nothing_else_does(
         for index in range(size):
             proof = log.inclusion_proof(index, size)
             leaf = hashlib.sha256(b"\x00" + log.entry(index).body).digest()
-            assert _root_from_proof(index, size, leaf, list(proof.hashes)) == proof.root_hash
+            assert root_from_proof(index, size, leaf, list(proof.hashes)) == proof.root_hash
             other = hashlib.sha256(b"\x00" + b"not in the log").digest()
-            assert _root_from_proof(index, size, other, list(proof.hashes)) != proof.root_hash
+            assert root_from_proof(index, size, other, list(proof.hashes)) != proof.root_hash
     proof = log.inclusion_proof(3)
     leaf = hashlib.sha256(b"\x00" + log.entry(3).body).digest()
     for index in (-1, -4, len(log), len(log) + 5):
-        assert _root_from_proof(index, len(log), leaf, list(proof.hashes)) is None
-    assert _root_from_proof(3, len(log), leaf, list(proof.hashes)[:-1]) is None  # one hash short
+        assert root_from_proof(index, len(log), leaf, list(proof.hashes)) is None
+    assert root_from_proof(3, len(log), leaf, list(proof.hashes)[:-1]) is None  # one hash short

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from provenance.core.bundle import verify_bundle
 from provenance.core.claims import WorkflowClaims
-from provenance.core.cosign import layers_from_download, verify_signature_layer
 from provenance.core.errors import MalformedEvidenceError
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy, Outcome, VerificationResult
+from provenance.core.verify import verify_bundle
+from provenance.core.verify.cosign import layers_from_download, verify_signature_layer
 from tests.support import real_fixtures_dir
 
 # For the cases that must fail: the reason (first failure's code) a correct verifier gives.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from provenance.core.discovery import FoundEvidence
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import CheckResult, Digest, Outcome, SignedLayer, Stage, VerificationResult
-from provenance.core.verification import judge, verify_evidence
+from provenance.core.verify import judge, verify_evidence
 
 FAIL = CheckResult(Stage.SIGNATURE, "signature_invalid", False, "bad", "")
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from provenance.artifacts import services as artifact_services
 from provenance.artifacts.models import Artifact, Evidence, Tag
-from provenance.core import verification
+from provenance.core import verify
 from provenance.core.discovery import FoundEvidence
 from provenance.core.testsigstore import GITHUB_ACTIONS_ISSUER, TestSigstore, in_toto_statement
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
@@ -101,7 +101,7 @@ class Fleet:
                               location=f"{artifact.repository}:{digest.tag_prefix}.{kind[:3]}", covers=digest,
                               level="image", digest=layer.digest, layer=layer)
         expected = IdentityPolicy(issuer=self.source.expected_issuer, identity=self.source.expected_identity)
-        item = verification.verify_evidence(found, trust_root=self.core_root, identity=expected)
+        item = verify.verify_evidence(found, trust_root=self.core_root, identity=expected)
         return artifact_services.store_evidence(artifact, item)
 
 

@@ -305,3 +305,25 @@ def test_disabled_and_deleted_policies_no_longer_apply(fleet):
     services.save_policy(policy.source, policy=policy, enabled=False)
     services.evaluate_artifacts([app.pk], cause=Cause.POLICY)
     assert _status(app)[:2] == ("untrusted", "no_policy")
+
+
+def test_a_stored_policy_that_no_longer_parses_makes_its_images_error_not_silently_skipped(fleet):
+    policy = services.save_policy(_policy("myorg", KEYLESS_MYORG))
+    app = fleet.image("myorg/app", signers=(APP_WORKFLOW,))
+    outside = fleet.image("other/app", signers=(APP_WORKFLOW,))
+    services.evaluate_artifacts([app.pk, outside.pk], cause=Cause.EVIDENCE)
+    assert _status(app)[0] == "trusted" and _status(outside)[:2] == ("untrusted", "no_policy")
+
+    # A regexp this version refuses (as if a later Provenance tightened the parser): the globs are still readable.
+    refused = policy.source.replace('subjectRegExp: "^', 'subjectRegExp: "(^', 1)
+    assert refused != policy.source
+    Policy.objects.filter(pk=policy.pk).update(source=refused)
+    services.evaluate_artifacts([app.pk, outside.pk], cause=Cause.POLICY)
+    status, code, reason = _status(app)
+    assert (status, code) == ("error", "policy_unreadable") and "myorg" in reason and "no longer parses" in reason
+    assert _status(outside)[:2] == ("untrusted", "no_policy")  # not covered by the policy's globs
+
+    # Not even YAML: nothing tells which images it covered, so it covers every image.
+    Policy.objects.filter(pk=policy.pk).update(source="spec: [unclosed")
+    services.evaluate_artifacts([app.pk, outside.pk], cause=Cause.POLICY)
+    assert _status(app)[:2] == _status(outside)[:2] == ("error", "policy_unreadable")

@@ -17,10 +17,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from provenance.core.bundle import verify_bundle
 from provenance.core.errors import MalformedEvidenceError, TrustRootError
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy
+from provenance.core.verify import verify_bundle
 
 
 class Command(BaseCommand):

@@ -1,15 +1,17 @@
 """Verification of Sigstore bundles (v0.1 to v0.3): message signatures and DSSE envelopes, keyless or key-based.
 
-Two engines, one result:
+Two engines, one result, and the reference decides where it can:
 
-* **sigstore** verifies what it handles completely: keyless bundles whose single log entry is a
-  ``hashedrekord`` or ``dsse`` entry with an inclusion proof *and* a signed checkpoint, and a signed time (SET
-  or RFC 3161). We call it with no identity policy of its own and translate its one exception into a stage and
-  a stable code (refined by our own chain and SCT checks, which say *why*).
-* **our own checks** cover what sigstore refuses (see ``notes/sigstore-python.md``): key-based bundles
-  (``verificationMaterial.publicKey``), bundles whose log evidence is only a signed entry timestamp (no proof,
-  or a proof without checkpoint: reported as the weaker ``inclusion_promise``), ``intoto/0.0.2`` entries, and
-  bundles with no log entry at all. They reuse the legacy cosign checks (:mod:`provenance.core.cosign`).
+* **sigstore-python** decides every certificate-based bundle it reads completely (one ``hashedrekord`` or
+  ``dsse`` entry): its rejection stands, whatever our own checks would say. We call it with no identity policy
+  of its own and translate its one exception into a stage and a stable code (refined by our own chain and SCT
+  checks, which say *why*). The one exception: a timestamp exactly at its authority's validity end, which the
+  spec includes (``Leniency.TSA_END_INCLUSIVE``).
+* **our own checks** cover the rest, each acceptance resting on a named :class:`~provenance.core.types.Leniency`
+  recorded on the result and shown: key-based bundles (``key_based``), v0.1 bundles whose log evidence is only a
+  signed entry timestamp (``v01_inclusion_promise``: v0.2 and later need an inclusion proof with a signed
+  checkpoint), ``intoto`` entries (``intoto_entry``), a trust domain without a log (``tsa_only``) and the
+  insecure opt-out of the log (``not_logged``).
 
 Identity (exact or anchored regexp SAN, OtherName decoded, issuer in both extensions, GitHub workflow claims)
 and the DSSE subject (sha256 or sha512 digest of the artifact) are always checked here, never by sigstore.
@@ -21,24 +23,56 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from provenance.core import cosign as legacy
 from provenance.core.claims import WorkflowClaims
 from provenance.core.errors import TrustRootError
 from provenance.core.trustroot import TrustRoot, spki_sha256
-from provenance.core.types import Digest, IdentityPolicy, Outcome, Stage, VerificationResult
+from provenance.core.types import (
+    Digest,
+    IdentityPolicy,
+    Leniency,
+    LogEvidence,
+    Outcome,
+    Stage,
+    VerificationResult,
+)
+from provenance.core.verify.certificate import (
+    Signer,
+    check_certificate,
+    check_chain,
+    check_identity,
+    check_profile,
+    check_sct,
+    check_signed_times,
+    oidc_issuer,
+    readable,
+    sans_of,
+)
+from provenance.core.verify.checks import MALFORMED, Requirement, Run
+from provenance.core.verify.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, describe_subject, is_statement, pae
+from provenance.core.verify.encoding import MAX_JSON_INT, MAX_TIMESTAMP, b64decode, is_int, sha256_hex, short
+from provenance.core.verify.signature import verify_message, verify_signature
+from provenance.core.verify.timestamps import MAX_TIMESTAMPS, check_timestamps, first_timestamp_time
+from provenance.core.verify.tlog import (
+    MAX_PROOF_HASHES,
+    Expected,
+    Proof,
+    TlogEntry,
+    check_body,
+    check_set,
+    inclusion_problem,
+    trusted_log,
+)
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
@@ -48,30 +82,34 @@ __all__ = [
     "verify_bundle",
 ]
 
+
 BUNDLE_MEDIA_TYPES = {
     "application/vnd.dev.sigstore.bundle+json;version=0.1": "0.1",
     "application/vnd.dev.sigstore.bundle+json;version=0.2": "0.2",
     "application/vnd.dev.sigstore.bundle+json;version=0.3": "0.3",
     "application/vnd.dev.sigstore.bundle.v0.3+json": "0.3",
 }
+
+
 # A bundle holding an SBOM attestation reaches tens of MiB; a message signature bundle is a few KiB.
 MAX_BUNDLE_BYTES = 32 * 1024 * 1024
+
+
 MAX_TLOG_ENTRIES = 8
-MAX_TIMESTAMPS = 32  # as sigstore-go and sigstore-python
-MAX_PROOF_HASHES = 64
+
 
 # Log entry kinds sigstore verifies completely (with a proof and checkpoint), by content type.
 _SIGSTORE_KINDS = {
     "message": frozenset({("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2")}),
     "dsse": frozenset({("dsse", "0.0.1"), ("hashedrekord", "0.0.2")}),
 }
+
+
 # Kinds our own checks understand (Rekor v1 bodies).
 _OWN_KINDS = {
     "message": frozenset({("hashedrekord", "0.0.1")}),
     "dsse": frozenset({("dsse", "0.0.1"), ("intoto", "0.0.1"), ("intoto", "0.0.2")}),
 }
-
-_MALFORMED = Outcome.MALFORMED
 
 
 # An optional upgrade path: given (rekor base URL, log index), return the Rekor API entry JSON
@@ -122,22 +160,26 @@ def verify_bundle(
     Returns a :class:`BundleVerification`; its result is ``VERIFIED`` only when every check passed. Never
     raises on bad evidence.
     """
-    run = legacy._Run(require_tlog=require_tlog)
+    run = Run(require_tlog=require_tlog)
     parsed = _parse(bundle, run)
     if parsed is None:
-        return BundleVerification(run.result(legacy._Signer()))
+        return BundleVerification(run.result(Signer()))
     target = _Target.of(artifact)
     statement = _check_content(parsed, target, run)
     signer = _signer(parsed, target, run, public_keys)
+    if fetch_inclusion_proof is not None:
+        parsed = _with_fetched_proof(parsed, run, trust_root, fetch_inclusion_proof)
 
-    if signer.cert is not None and _is_sigstore_complete(parsed, target):
-        if not _verify_with_sigstore(parsed, target, signer, run, trust_root):
-            _verify_ourselves(parsed, target, signer, run, trust_root, fetch_inclusion_proof)
+    if signer.cert is not None and _sigstore_decides(parsed, target):
+        # sigstore-python reads this bundle completely: its rejection stands, whatever our own checks say.
+        _verify_with_sigstore(parsed, target, signer, run, trust_root)
     else:
-        _verify_ourselves(parsed, target, signer, run, trust_root, fetch_inclusion_proof)
+        _verify_ourselves(parsed, target, signer, run, trust_root)
 
     if signer.cert is not None:
-        legacy._check_identity(run, signer, identity, claims)
+        check_identity(run, signer, identity, claims)
+    elif signer.fingerprint:
+        run.lenient(Leniency.KEY_BASED, Stage.SIGNATURE)
     result = run.result(signer)
     verified = result.is_verified
     dsse = parsed.envelope
@@ -148,9 +190,6 @@ def verify_bundle(
         payload_type=dsse.payload_type if dsse and verified else "",
         payload=dsse.payload if dsse and verified else b"",
     )
-
-
-# -- the artifact --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,42 +215,17 @@ class _Target:
         return bytes.fromhex(value) if value else None
 
 
-# -- parsing --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Proof:
-    log_index: int
-    tree_size: int
-    root_hash: bytes
-    hashes: list[bytes]
-    checkpoint: str  # empty when absent
-
-
-@dataclass
-class _TlogEntry:
-    log_index: int
-    log_id: bytes
-    kind: str
-    version: str
-    integrated_time: int | None
-    set_signature: bytes | None
-    proof: _Proof | None
-    body_raw: bytes
-    body: dict[str, Any] | None
-
-
 @dataclass
 class _Bundle:
     raw: bytes
     version: str
     certificates: list[x509.Certificate]  # leaf first; empty for key-based bundles
     key_hint: str | None  # verificationMaterial.publicKey.hint (key-based); None when keyless
-    entries: list[_TlogEntry]
+    entries: list[TlogEntry]
     timestamps: list[bytes]  # DER RFC 3161 responses
     message_digest: tuple[str, bytes] | None  # (algorithm, digest) of a message signature
     signature: bytes  # the message signature, or the envelope's first signature
-    envelope: legacy._Envelope | None
+    envelope: Envelope | None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -221,7 +235,7 @@ class _Unreadable(ValueError):
         self.code = code
 
 
-def _parse(raw: bytes, run: legacy._Run) -> _Bundle | None:
+def _parse(raw: bytes, run: Run) -> _Bundle | None:
     hint = "the bundle is damaged or not a Sigstore bundle; fetch it again or re-sign"
     try:
         if not isinstance(raw, bytes | bytearray) or len(raw) > MAX_BUNDLE_BYTES:
@@ -230,10 +244,10 @@ def _parse(raw: bytes, run: legacy._Run) -> _Bundle | None:
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
-            raise _Unreadable("bundle_not_json", f"the bundle is not JSON: {legacy._short(str(err))}") from err
+            raise _Unreadable("bundle_not_json", f"the bundle is not JSON: {short(str(err))}") from err
         parsed = _read_bundle(bytes(raw), doc)
     except _Unreadable as err:
-        run.fail(Stage.FORMAT, err.code, str(err), hint, _MALFORMED)
+        run.fail(Stage.FORMAT, err.code, str(err), hint, MALFORMED)
         return None
     run.ok(Stage.FORMAT, "format_ok", f"the bundle is a Sigstore bundle v{parsed.version}")
     return parsed
@@ -247,7 +261,7 @@ def _read_bundle(raw: bytes, doc: Any) -> _Bundle:
     if version is None:
         raise _Unreadable(
             "bundle_version_unsupported",
-            f"the bundle's mediaType is {legacy._short(media_type)}; expected a Sigstore bundle v0.1, v0.2 or v0.3",
+            f"the bundle's mediaType is {short(media_type)}; expected a Sigstore bundle v0.1, v0.2 or v0.3",
         )
     material = _field(doc, "verificationMaterial", dict, "verificationMaterial")
 
@@ -316,12 +330,12 @@ def _read_bundle(raw: bytes, doc: Any) -> _Bundle:
             _b64_field(_obj_or_fail(s, f"dsseEnvelope.signatures[{i}]"), "sig", f"dsseEnvelope.signatures[{i}].sig")
             for i, s in enumerate(sigs)
         ]
-        envelope = legacy._Envelope(payload_type, payload, signatures)
+        envelope = Envelope(payload_type, payload, signatures)
         signature = signatures[0]
     return _Bundle(raw, version, certificates, key_hint, entries, timestamps, message_digest, signature, envelope)
 
 
-def _tlog_entry(item: Any, i: int) -> _TlogEntry:
+def _tlog_entry(item: Any, i: int) -> TlogEntry:
     where = f"tlogEntries[{i}]"
     item = _obj_or_fail(item, where)
     log_index = _u64(item.get("logIndex"), f"{where}.logIndex")
@@ -332,7 +346,7 @@ def _tlog_entry(item: Any, i: int) -> _TlogEntry:
         raise _Unreadable("bundle_malformed", f"{where}.kindVersion needs a kind and a version")
     integrated = item.get("integratedTime")
     integrated_time = (
-        _u64(integrated, f"{where}.integratedTime", legacy._MAX_TIMESTAMP) if integrated not in (None, "") else None
+        _u64(integrated, f"{where}.integratedTime", MAX_TIMESTAMP) if integrated not in (None, "") else None
     )
     if integrated_time == 0:
         integrated_time = None  # Rekor v2: no integrated time
@@ -352,7 +366,7 @@ def _tlog_entry(item: Any, i: int) -> _TlogEntry:
             raise _Unreadable("bundle_malformed", f"{where}.inclusionProof.hashes must be a short list")
         checkpoint = raw_proof.get("checkpoint")
         envelope = checkpoint.get("envelope") if isinstance(checkpoint, dict) else None
-        proof = _Proof(
+        proof = Proof(
             log_index=_u64(raw_proof.get("logIndex"), f"{where}.inclusionProof.logIndex"),
             tree_size=_u64(raw_proof.get("treeSize"), f"{where}.inclusionProof.treeSize"),
             root_hash=_b64_field(raw_proof, "rootHash", f"{where}.inclusionProof.rootHash"),
@@ -366,13 +380,13 @@ def _tlog_entry(item: Any, i: int) -> _TlogEntry:
             body = None
     except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
-    return _TlogEntry(log_index, log_id, kind, version, integrated_time, set_signature, proof, body_raw, body)
+    return TlogEntry(log_index, log_id, kind, version, integrated_time, set_signature, proof, body_raw, body)
 
 
 def _field(obj: dict[str, Any], key: str, kind: type, path: str) -> Any:
     value = obj.get(key)
     if not isinstance(value, kind):
-        raise _Unreadable("bundle_malformed", f"{path} is {legacy._short(value, 60)}, expected a {kind.__name__}")
+        raise _Unreadable("bundle_malformed", f"{path} is {short(value, 60)}, expected a {kind.__name__}")
     return value
 
 
@@ -385,7 +399,7 @@ def _obj_or_fail(value: Any, path: str) -> dict[str, Any]:
 def _b64_value(value: Any, path: str, allow_empty: bool = False) -> bytes:
     if value == "" and allow_empty:
         return b""
-    decoded = legacy._b64(value)
+    decoded = b64decode(value)
     if decoded is None:
         raise _Unreadable("bundle_malformed", f"{path} is not base64")
     return decoded
@@ -395,29 +409,26 @@ def _b64_field(obj: dict[str, Any], key: str, path: str, allow_empty: bool = Fal
     return _b64_value(obj.get(key), path, allow_empty)
 
 
-def _u64(value: Any, path: str, limit: int = legacy._MAX_JSON_INT) -> int:
+def _u64(value: Any, path: str, limit: int = MAX_JSON_INT) -> int:
     # protobuf JSON writes 64-bit integers as strings
     if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         value = int(value)
     if value is None:
         value = 0  # protobuf omits zero values
-    if not legacy._is_int(value, limit):
-        raise _Unreadable("bundle_malformed", f"{path} is {legacy._short(value, 40)}, expected an integer")
+    if not is_int(value, limit):
+        raise _Unreadable("bundle_malformed", f"{path} is {short(value, 40)}, expected an integer")
     return int(value)
 
 
 def _certificate(item: Any) -> x509.Certificate:
     der = _b64_field(_obj_or_fail(item, "certificate"), "rawBytes", "certificate.rawBytes")
     try:
-        return legacy._readable(x509.load_der_x509_certificate(der))
+        return readable(x509.load_der_x509_certificate(der))
     except (ValueError, UnsupportedAlgorithm) as err:
         raise _Unreadable("certificate_unreadable", f"a bundle certificate is not DER X.509: {err}") from err
 
 
-# -- what was signed ------------------------------------------------------------------------------------------
-
-
-def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[str, Any] | None:
+def _check_content(parsed: _Bundle, target: _Target, run: Run) -> dict[str, Any] | None:
     """Message digest vs the artifact, or the in-toto statement's subjects vs the artifact."""
     if parsed.envelope is None:
         if parsed.message_digest is None:
@@ -427,7 +438,7 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
             run.fail(
                 Stage.UNSUPPORTED,
                 "digest_algorithm_unsupported",
-                f"the message digest uses {legacy._short(algorithm, 40)}; only SHA2_256 is verified",
+                f"the message digest uses {short(algorithm, 40)}; only SHA2_256 is verified",
                 "sign with SHA-256",
                 Outcome.UNSUPPORTED,
             )
@@ -455,12 +466,12 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
 
     envelope = parsed.envelope
     hint = "the DSSE payload is not an in-toto statement; re-attest"
-    if envelope.payload_type != legacy.IN_TOTO_PAYLOAD_TYPE:
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         run.fail(
             Stage.UNSUPPORTED,
             "payload_type_unsupported",
-            f"the envelope's payloadType is {legacy._short(envelope.payload_type)}, expected "
-            f"{legacy.IN_TOTO_PAYLOAD_TYPE!r}: nothing ties it to an artifact",
+            f"the envelope's payloadType is {short(envelope.payload_type)}, expected "
+            f"{IN_TOTO_PAYLOAD_TYPE!r}: nothing ties it to an artifact",
             "only in-toto statements are verified",
             Outcome.UNSUPPORTED,
         )
@@ -471,19 +482,19 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
         run.fail(
             Stage.FORMAT,
             "statement_unreadable",
-            f"the in-toto statement is not JSON: {legacy._short(str(err))}",
+            f"the in-toto statement is not JSON: {short(str(err))}",
             hint,
-            _MALFORMED,
+            MALFORMED,
         )
         return None
-    if not legacy._is_statement(statement):
+    if not is_statement(statement):
         found = statement.get("_type") if isinstance(statement, dict) else type(statement).__name__
         run.fail(
             Stage.FORMAT,
             "statement_unreadable",
-            f"the payload is not an in-toto statement with subjects and a predicateType (_type {legacy._short(found)})",
+            f"the payload is not an in-toto statement with subjects and a predicateType (_type {short(found)})",
             hint,
-            _MALFORMED,
+            MALFORMED,
         )
         return None
     run.extra["predicate_type"] = str(statement["predicateType"])[:500]
@@ -500,7 +511,7 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
     if matched:
         run.ok(Stage.SUBJECT, "subject_ok", f"the statement names the artifact ({matched}) as a subject")
     else:
-        found = ", ".join(legacy._describe_subject(s) for s in subjects[:5]) or "no subject"
+        found = ", ".join(describe_subject(s) for s in subjects[:5]) or "no subject"
         run.fail(
             Stage.SUBJECT,
             "subject_mismatch",
@@ -511,22 +522,19 @@ def _check_content(parsed: _Bundle, target: _Target, run: legacy._Run) -> dict[s
     return dict(statement)
 
 
-# -- signer -------------------------------------------------------------------------------------------------
-
-
-def _signer(parsed: _Bundle, target: _Target, run: legacy._Run, public_keys: tuple[bytes, ...]) -> legacy._Signer:
+def _signer(parsed: _Bundle, target: _Target, run: Run, public_keys: tuple[bytes, ...]) -> Signer:
     if parsed.certificates:
         cert = parsed.certificates[0]
-        sans = legacy._sans(cert)
-        return legacy._Signer(
+        sans = sans_of(cert)
+        return Signer(
             key=cert.public_key(),
             cert=cert,
             identity=sans[0] if sans else "",
-            issuer=legacy._oidc_issuer(cert) or "",
+            issuer=oidc_issuer(cert) or "",
             sans=sans,
             presented_chain=parsed.certificates[1:],
         )
-    hint_text = f" (key hint {legacy._short(parsed.key_hint, 80)})" if parsed.key_hint else ""
+    hint_text = f" (key hint {short(parsed.key_hint, 80)})" if parsed.key_hint else ""
     if not public_keys:
         run.fail(
             Stage.TRUST_ROOT,
@@ -535,7 +543,7 @@ def _signer(parsed: _Bundle, target: _Target, run: legacy._Run, public_keys: tup
             "configure the signer's public key (cosign.pub) as a trust anchor",
             Outcome.UNTRUSTED,
         )
-        return legacy._Signer()
+        return Signer()
     keys: list[PublicKeyTypes] = []
     for pem in public_keys:
         try:
@@ -544,27 +552,29 @@ def _signer(parsed: _Bundle, target: _Target, run: legacy._Run, public_keys: tup
             run.fail(
                 Stage.TRUST_ROOT,
                 "public_key_unreadable",
-                f"a configured public key is not a PEM public key: {legacy._short(str(err))}",
+                f"a configured public key is not a PEM public key: {short(str(err))}",
                 "configure the signer's public key in PEM (cosign.pub)",
                 Outcome.ERROR,
             )
     if not keys:
-        return legacy._Signer()
+        return Signer()
     # Pick the key that made the signature; else the one the hint names; else the first (and fail with it).
     chosen = next((k for k in keys if _signature_ok(parsed, k, target)), None)
     if chosen is None and parsed.key_hint:
         chosen = next((k for k in keys if base64.b64encode(spki_sha256(k)).decode() == parsed.key_hint), None)
     chosen = chosen or keys[0]
-    return legacy._Signer(key=chosen, fingerprint=f"sha256:{spki_sha256(chosen).hex()}")
+    fingerprint = f"sha256:{spki_sha256(chosen).hex()}"
+    run.ok(Stage.TRUST_ROOT, "key_trusted", f"the signer is the configured public key {fingerprint}")
+    return Signer(key=chosen, fingerprint=fingerprint)
 
 
 def _signature_ok(parsed: _Bundle, key: PublicKeyTypes, target: _Target) -> bool:
     """Whether ``key`` made the bundle's signature: DSSE over the PAE; a message signature over the digest the
     bundle states (whether that digest is the artifact's is a separate check), else over the artifact."""
     if parsed.envelope is not None:
-        pae = legacy._pae(parsed.envelope.payload_type, parsed.envelope.payload)
-        return any(legacy._verify_signature(key, sig, pae) for sig in parsed.envelope.signatures)
-    return _verify_message(key, parsed.signature, target.data, _signed_digest(parsed, target))
+        encoded = pae(parsed.envelope.payload_type, parsed.envelope.payload)
+        return any(verify_signature(key, sig, encoded) for sig in parsed.envelope.signatures)
+    return verify_message(key, parsed.signature, target.data, _signed_digest(parsed, target))
 
 
 def _signed_digest(parsed: _Bundle, target: _Target) -> bytes | None:
@@ -574,46 +584,20 @@ def _signed_digest(parsed: _Bundle, target: _Target) -> bytes | None:
     return target.sha256
 
 
-def _verify_message(key: PublicKeyTypes, signature: bytes, data: bytes | None, sha256: bytes | None) -> bool:
-    """Verify a message signature over ``data``, or over its SHA-256 when only the digest is known."""
-    try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            if data is None:
-                return False  # pure Ed25519 signs the message itself, never a digest
-            key.verify(signature, data)
-            return True
-        if sha256 is None:
-            return False
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, sha256, ec.ECDSA(Prehashed(hashes.SHA256())))
-            return True
-        if isinstance(key, rsa.RSAPublicKey):
-            for pad in (padding.PKCS1v15(), padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO)):
-                try:
-                    key.verify(signature, sha256, pad, Prehashed(hashes.SHA256()))
-                    return True
-                except InvalidSignature:
-                    continue
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-        return False
-    return False
+def _sigstore_decides(parsed: _Bundle, target: _Target) -> bool:
+    """Whether sigstore-python reads this (certificate-based) bundle completely; then its verdict stands.
 
-
-# -- engine 1: sigstore ------------------------------------------------------------------------------------
-
-
-def _is_sigstore_complete(parsed: _Bundle, target: _Target) -> bool:
-    """Whether sigstore checks this bundle completely (then it is the authority for the cryptography)."""
-    if len(parsed.entries) != 1:
+    The rest is ours: key-based bundles, entry kinds it does not read (intoto), no or several entries, and a
+    v0.1 bundle whose only log evidence is the signed entry timestamp the v0.1 format allows. Each acceptance
+    there rests on a named :class:`Leniency`.
+    """
+    if len(parsed.entries) != 1 or (parsed.envelope is None and target.sha256 is None):
         return False
     entry = parsed.entries[0]
-    kinds = _SIGSTORE_KINDS["dsse" if parsed.envelope else "message"]
-    has_time = bool(entry.set_signature and entry.integrated_time) or bool(parsed.timestamps)
-    if parsed.envelope is None and target.sha256 is None:
+    if (entry.kind, entry.version) not in _SIGSTORE_KINDS["dsse" if parsed.envelope else "message"]:
         return False
-    return (
-        (entry.kind, entry.version) in kinds and entry.proof is not None and bool(entry.proof.checkpoint) and has_time
-    )
+    promise_only = entry.proof is None or not entry.proof.checkpoint
+    return not (parsed.version == "0.1" and promise_only)
 
 
 class _IdentityCheckedByProvenance:
@@ -631,21 +615,21 @@ _SIGSTORE_POLICY = _IdentityCheckedByProvenance()
 
 
 def _verify_with_sigstore(
-    parsed: _Bundle, target: _Target, signer: legacy._Signer, run: legacy._Run, trust_root: TrustRoot
-) -> bool:
-    """Verify the cryptography with sigstore. Returns False when sigstore refuses to read the bundle (then our
-    own checks run instead); otherwise records the checks and returns True."""
+    parsed: _Bundle,
+    target: _Target,
+    signer: Signer,
+    run: Run,
+    trust_root: TrustRoot,
+) -> None:
+    """Verify the cryptography with sigstore and record the checks. A bundle it refuses to read is refused."""
     from sigstore.errors import Error as SigstoreError
     from sigstore.hashes import Hashed
     from sigstore.models import Bundle
     from sigstore_models.common.v1 import HashAlgorithm
 
-    try:
-        bundle = Bundle.from_json(parsed.raw)
-    except (SigstoreError, ValueError):
-        return False
     entry = parsed.entries[0]
     try:
+        bundle = Bundle.from_json(parsed.raw)
         verifier = trust_root.verifier()
         if parsed.envelope is not None:
             verifier.verify_dsse(bundle, _SIGSTORE_POLICY)
@@ -655,16 +639,31 @@ def _verify_with_sigstore(
                 Hashed(algorithm=HashAlgorithm.SHA2_256, digest=target.sha256), bundle, _SIGSTORE_POLICY
             )
     except (SigstoreError, ValueError, TrustRootError) as err:
+        if _tsa_end_inclusive(parsed, trust_root):
+            # The one place we accept what sigstore-python rejects for a bundle it reads: a timestamp exactly at
+            # its authority's validity end, which the spec includes. Everything else is checked by our engine.
+            _verify_ourselves(parsed, target, signer, run, trust_root)
+            run.lenient(Leniency.TSA_END_INCLUSIVE, Stage.TIMESTAMP)
+            return
         _translate(err, parsed, signer, run, trust_root)
-        return True
+        return
 
+    cert = signer.cert
+    assert cert is not None
     logged_at = entry.integrated_time
-    run.tlog = "inclusion_proof"
+    run.tlog = LogEvidence.INCLUSION_PROOF
     if entry.set_signature and logged_at:
         run.integrated_time = logged_at
+        run.add_signed_time(datetime.fromtimestamp(logged_at, tz=UTC), "the log's signed integrated time")
     else:
-        when = _first_timestamp_time(parsed)
+        when = first_timestamp_time(parsed.timestamps)
         run.integrated_time = int(when.timestamp()) if when else None
+    # sigstore verified the timestamps; ours record each verified time, and every one must lie in the
+    # certificate's validity (sigstore checks that too: a second, independent look costs little).
+    check_timestamps(run, signature=parsed.signature, timestamps=parsed.timestamps, trust_root=trust_root)
+    check_signed_times(run, cert)
+    check_profile(run, cert)
+    run.require(Requirement.LOG_BODY)
     run.ok(
         Stage.CHAIN,
         "chain_ok",
@@ -681,27 +680,57 @@ def _verify_with_sigstore(
     )
     run.ok(Stage.TLOG, "tlog_body_ok", "the log entry records this signature, artifact and signer")
     run.ok(Stage.SIGNATURE, "signature_ok", "the signature verifies with the certificate's key")
-    return True
+
+
+def _tsa_end_inclusive(parsed: _Bundle, trust_root: TrustRoot) -> bool:
+    """Whether a timestamp lies exactly at the end of a trusted authority's validity (sigstore-python excludes
+    the end; the Sigstore spec includes it). Only decides whether our engine takes a second look."""
+    ends = {tsa.validity.end for tsa in trust_root.timestamp_authorities if tsa.validity.end is not None}
+    if not ends or not parsed.timestamps:
+        return False
+    from rfc3161_client import decode_timestamp_response
+
+    for der in parsed.timestamps:
+        try:
+            when = decode_timestamp_response(der).tst_info.gen_time
+        except ValueError:
+            continue
+        if (when if when.tzinfo else when.replace(tzinfo=UTC)) in ends:
+            return True
+    return False
 
 
 def _translate(
-    err: Exception, parsed: _Bundle, signer: legacy._Signer, run: legacy._Run, trust_root: TrustRoot
+    err: Exception, parsed: _Bundle, signer: Signer, run: Run, trust_root: TrustRoot
 ) -> None:
     """Turn sigstore's one exception into a stage and stable code, refined by our own diagnosis."""
     text = str(err.args[0]) if err.args else str(err)
     if len(err.args) > 1:
         text += " " + " ".join(str(a) for a in err.args[1:])
-    detail = f"sigstore: {legacy._short(text, 300)}"
+    detail = f"sigstore: {short(text, 300)}"
     entry = parsed.entries[0]
     run.claimed_time = entry.integrated_time
     cert = signer.cert
     assert cert is not None
 
+    if entry.proof is None or not entry.proof.checkpoint:
+        run.fail(
+            Stage.TLOG,
+            "tlog_inclusion_proof_missing",
+            f"the v{parsed.version} bundle's log entry carries no inclusion proof"
+            + (" with a signed checkpoint" if entry.proof is not None else "")
+            + ": from v0.2 on a bundle must prove its entry is in the log; a signed entry timestamp only promises "
+            f"it ({detail})",
+            "fetch the bundle again from the signer (cosign and sigstore write the proof), or re-sign",
+            Outcome.INVALID,
+        )
+        return
+
     if "certificate chain" in text or "expired at time of signing" in text:
         before = len(run.checks)
         when = datetime.fromtimestamp(entry.integrated_time, tz=UTC) if entry.integrated_time else None
-        when = when or _first_timestamp_time(parsed) or datetime.now(UTC)
-        legacy._check_chain(run, cert, trust_root, when, "the signing time")
+        when = when or first_timestamp_time(parsed.timestamps) or datetime.now(UTC)
+        check_chain(run, cert, trust_root, when, "the signing time")
         if all(check.ok for check, _ in run.checks[before:]):
             # ours passed where sigstore failed: report sigstore's reason
             run.checks = run.checks[:before]
@@ -717,7 +746,7 @@ def _translate(
         issuer = _issuer_of(cert, trust_root, parsed)
         before = len(run.checks)
         if issuer is not None:
-            legacy._check_sct(run, cert, issuer, trust_root)
+            check_sct(run, cert, issuer, trust_root)
         if issuer is None or all(c.ok for c, _ in run.checks[before:]):
             run.checks = run.checks[:before]
             run.fail(
@@ -746,9 +775,18 @@ def _translate(
 
 
 _LOG_HINT = "the bundle's log evidence was altered or comes from another log; fetch the entry again or re-sign"
+
+
 _SIGSTORE_REASONS: list[tuple[str, Stage, str, str, Outcome]] = [
     (
         "not enough sources of verified time",
+        Stage.TIMESTAMP,
+        "no_signed_time",
+        "sign with a transparency log (SET) or a timestamp authority",
+        Outcome.UNTRUSTED,
+    ),
+    (
+        "must contain an inclusion promise or signed timestamp",
         Stage.TIMESTAMP,
         "no_signed_time",
         "sign with a transparency log (SET) or a timestamp authority",
@@ -845,6 +883,8 @@ _SIGSTORE_REASONS: list[tuple[str, Stage, str, str, Outcome]] = [
         Outcome.UNSUPPORTED,
     ),
 ]
+
+
 _REASON_TEXT = {
     "no_signed_time": "no trusted time for the signature",
     "tsa_untrusted": "the timestamp authority is not trusted",
@@ -867,16 +907,12 @@ def _issuer_of(cert: x509.Certificate, trust_root: TrustRoot, parsed: _Bundle) -
     return next((c for c in candidates if c.subject == cert.issuer), None)
 
 
-# -- engine 2: our own checks ---------------------------------------------------------------------------------
-
-
 def _verify_ourselves(
     parsed: _Bundle,
     target: _Target,
-    signer: legacy._Signer,
-    run: legacy._Run,
+    signer: Signer,
+    run: Run,
     trust_root: TrustRoot,
-    fetch: InclusionProofFetcher | None,
 ) -> None:
     # signature
     if signer.key is not None:
@@ -901,18 +937,36 @@ def _verify_ourselves(
             )
 
     # transparency log and signed time
-    expected = legacy._Expected(
+    expected = Expected(
         layer_sha256=(_signed_digest(parsed, target) or b"").hex() if parsed.envelope is None else "",
         signatures=parsed.envelope.signatures if parsed.envelope else [parsed.signature],
-        payload_sha256=legacy._sha256(parsed.envelope.payload) if parsed.envelope else "",
+        payload_sha256=sha256_hex(parsed.envelope.payload) if parsed.envelope else "",
         payload_type=parsed.envelope.payload_type if parsed.envelope else "",
     )
     kinds = _OWN_KINDS["dsse" if parsed.envelope else "message"]
-    for entry in parsed.entries:
-        _check_entry(run, entry, signer, expected, trust_root, kinds, fetch)
-    _check_timestamps(run, parsed, trust_root)
+    if len(parsed.entries) > 1:
+        run.fail(
+            Stage.FORMAT,
+            "tlog_entries_many",
+            f"the bundle holds {len(parsed.entries)} transparency-log entries; a Sigstore bundle holds exactly one",
+            "the bundle was assembled from parts; re-sign",
+            MALFORMED,
+        )
+    else:
+        for entry in parsed.entries:
+            _check_entry(run, entry, signer, expected, trust_root, kinds, version=parsed.version)
+    check_timestamps(run, signature=parsed.signature, timestamps=parsed.timestamps, trust_root=trust_root)
     if not parsed.entries:
-        if run.require_tlog:
+        if not trust_root.tlog_keys and run.signed_times and run.require_tlog:
+            run.tlog = LogEvidence.TIMESTAMPED_NOT_LOGGED
+            run.ok(
+                Stage.TLOG,
+                "tlog_absent_tsa_only",
+                f"timestamped, not logged: the trust root {trust_root.name!r} has no transparency log, and an "
+                "RFC 3161 timestamp of its authority dates the signature",
+            )
+            run.lenient(Leniency.TSA_ONLY)
+        elif run.require_tlog:
             run.fail(
                 Stage.TLOG,
                 "tlog_missing",
@@ -921,8 +975,11 @@ def _verify_ourselves(
                 Outcome.UNTRUSTED,
             )
         else:
-            run.ok(Stage.TLOG, "tlog_not_required", "no transparency-log entry; the policy does not require one")
-    if run.require_tlog and run.integrated_time is None and run.signed_time is None:
+            run.tlog = LogEvidence.NOT_LOGGED
+            run.ok(Stage.TLOG, "tlog_not_required", "no transparency-log entry; the log was not required "
+                                                    "(insecure: --insecure-ignore-tlog)")
+            run.lenient(Leniency.NOT_LOGGED)
+    if signer.cert is None and run.require_tlog and run.integrated_time is None and run.signed_time is None:
         has_claim = any(e.integrated_time for e in parsed.entries)
         run.fail(
             Stage.TIMESTAMP,
@@ -936,23 +993,25 @@ def _verify_ourselves(
     # the certificate (chain, profile, SCT) at the verified time; identity is checked by the caller
     if signer.cert is not None:
         start = signer.cert.not_valid_before_utc
-        legacy._check_certificate(run, signer, trust_root, fallback=(start, "the certificate's start (no signed time)"))
+        check_certificate(run, signer, trust_root, fallback=(start, "the certificate's start (no signed time)"))
 
 
 def _check_entry(
-    run: legacy._Run,
-    entry: _TlogEntry,
-    signer: legacy._Signer,
-    expected: legacy._Expected,
+    run: Run,
+    entry: TlogEntry,
+    signer: Signer,
+    expected: Expected,
     trust_root: TrustRoot,
     kinds: frozenset[tuple[str, str]],
-    fetch: InclusionProofFetcher | None,
+    *,
+    version: str,
 ) -> None:
+    run.require(Requirement.LOG_BODY)
     run.extra["log_index"] = str(entry.log_index)
     run.extra["log_id"] = entry.log_id.hex()
     if run.claimed_time is None:
         run.claimed_time = entry.integrated_time
-    log = legacy._trusted_log(run, trust_root, entry.log_id)
+    log = trusted_log(run, trust_root, entry.log_id)
     if log is None:
         return
     name = log.base_url or log.log_id_hex
@@ -964,14 +1023,14 @@ def _check_entry(
             "tlog_body_unreadable",
             "the log entry's canonicalizedBody is not a Rekor entry",
             _LOG_HINT,
-            _MALFORMED,
+            MALFORMED,
         )
     elif (str(entry.body.get("kind")), str(entry.body.get("apiVersion"))) != (entry.kind, entry.version):
         run.fail(
             Stage.TLOG,
             "tlog_body_mismatch",
             f"the entry says it is {entry.kind}/{entry.version}, but its body is "
-            f"{legacy._short(entry.body.get('kind'), 30)}/{legacy._short(entry.body.get('apiVersion'), 20)}",
+            f"{short(entry.body.get('kind'), 30)}/{short(entry.body.get('apiVersion'), 20)}",
             _LOG_HINT,
             Outcome.INVALID,
         )
@@ -979,18 +1038,20 @@ def _check_entry(
         run.fail(
             Stage.UNSUPPORTED,
             "tlog_body_unsupported",
-            f"the log entry is a {legacy._short(entry.kind, 40)}/{legacy._short(entry.version, 20)} entry; "
+            f"the log entry is a {short(entry.kind, 40)}/{short(entry.version, 20)} entry; "
             f"expected one of {', '.join(f'{k}/{v}' for k, v in sorted(kinds))} for this bundle",
             "this kind of log entry is not checked here",
             Outcome.UNSUPPORTED,
         )
     elif signer.key is not None:
         hint = "the bundle was assembled from parts of others"
-        legacy._check_body(run, entry.body, signer, expected, what="bundle", hint=hint)
+        check_body(run, entry.body, signer, expected, what="bundle", hint=hint)
+        if entry.kind == "intoto":
+            run.lenient(Leniency.INTOTO_ENTRY)
 
     # inclusion promise (SET)
     if entry.set_signature is not None and entry.integrated_time is not None:
-        logged_at = legacy._check_set(
+        logged_at = check_set(
             run,
             log,
             signature=entry.set_signature,
@@ -1009,31 +1070,35 @@ def _check_entry(
 
     # inclusion proof
     proof = entry.proof
-    if (proof is None or not proof.checkpoint) and fetch is not None and entry.set_signature is not None:
-        proof = _fetched_proof(run, entry, log.base_url, fetch) or proof
-    if proof is None:
-        if run.tlog == "inclusion_promise":
+    if proof is None or not proof.checkpoint:
+        if version != "0.1":
+            # v0.2 and later: an inclusion proof to a signed checkpoint is required, whatever the SET says.
+            run.fail(
+                Stage.TLOG,
+                "tlog_inclusion_proof_missing",
+                f"the v{version} bundle's log entry carries no inclusion proof"
+                + (" with a signed checkpoint" if proof is not None else "")
+                + ": from v0.2 on a bundle must prove its entry is in the log; a signed entry timestamp "
+                "only promises it",
+                "fetch the bundle again from the signer (cosign and sigstore write the proof), or re-sign",
+                Outcome.INVALID,
+            )
+            return
+        if run.tlog == LogEvidence.INCLUSION_PROMISE:
             run.ok(
                 Stage.TLOG,
-                "tlog_promise_only",
-                "the bundle carries no inclusion proof: the entry is promised "
-                "(signed entry timestamp), not proven to be in the log",
+                "tlog_promise_only" if proof is None else "tlog_proof_unsigned",
+                "inclusion promised, not proven: the v0.1 bundle's log evidence is a signed entry timestamp"
+                + (" (its inclusion proof has no signed checkpoint, so its root proves nothing)" if proof else ""),
             )
+            run.lenient(Leniency.INCLUSION_PROMISE)
         return
-    if not proof.checkpoint:
-        run.ok(
-            Stage.TLOG,
-            "tlog_proof_unsigned",
-            "the inclusion proof has no signed checkpoint, so its root "
-            "proves nothing; the entry is only promised (signed entry timestamp)",
-        )
-        return
-    problem = _inclusion_problem(entry, proof, trust_root)
+    problem = inclusion_problem(entry, proof, trust_root)
     if problem is not None:
         code, message = problem
         run.fail(Stage.TLOG, code, message, _LOG_HINT, Outcome.INVALID)
         return
-    run.tlog = "inclusion_proof"
+    run.tlog = LogEvidence.INCLUSION_PROOF
     run.ok(
         Stage.TLOG,
         "tlog_ok",
@@ -1042,7 +1107,39 @@ def _check_entry(
     )
 
 
-def _fetched_proof(run: legacy._Run, entry: _TlogEntry, base_url: str, fetch: InclusionProofFetcher) -> _Proof | None:
+def _with_fetched_proof(parsed: _Bundle, run: Run, trust_root: TrustRoot, fetch: InclusionProofFetcher) -> _Bundle:
+    """The bundle with the inclusion proof its log gives for an entry that carries only a SET, so that it is
+    verified like any bundle with a proof; the bundle unchanged when there is nothing to fetch or fetching fails."""
+    if len(parsed.entries) != 1:
+        return parsed
+    entry = parsed.entries[0]
+    log = trust_root.tlog_key(entry.log_id)
+    if (entry.proof is not None and entry.proof.checkpoint) or entry.set_signature is None or log is None:
+        return parsed
+    proof = _fetched_proof(run, entry, log.base_url, fetch)
+    if proof is None:
+        return parsed
+    doc = json.loads(parsed.raw)
+    doc["verificationMaterial"]["tlogEntries"][0]["inclusionProof"] = {
+        "logIndex": str(proof.log_index),
+        "rootHash": base64.b64encode(proof.root_hash).decode(),
+        "treeSize": str(proof.tree_size),
+        "hashes": [base64.b64encode(h).decode() for h in proof.hashes],
+        "checkpoint": {"envelope": proof.checkpoint},
+    }
+    raw = json.dumps(doc).encode()
+    try:
+        upgraded = _read_bundle(raw, doc)
+    except _Unreadable as err:
+        run.ok(Stage.TLOG, "tlog_proof_fetch_failed", f"the log's inclusion proof is unusable ({err}); the "
+                                                      "bundle is verified as it came")
+        return parsed
+    run.ok(Stage.TLOG, "tlog_proof_fetched", f"the inclusion proof of entry {entry.log_index} was fetched from "
+                                             f"{log.base_url or 'the log'}")
+    return upgraded
+
+
+def _fetched_proof(run: Run, entry: TlogEntry, base_url: str, fetch: InclusionProofFetcher) -> Proof | None:
     """Ask the log for the inclusion proof of an entry that carries only a SET; None (and a note) on failure."""
     try:
         answer = fetch(base_url, entry.log_index)
@@ -1050,7 +1147,7 @@ def _fetched_proof(run: legacy._Run, entry: _TlogEntry, base_url: str, fetch: In
         if base64.b64decode(item["body"]) != entry.body_raw:
             raise ValueError("the log returned another entry body for this index")
         raw = item["verification"]["inclusionProof"]
-        return _Proof(
+        return Proof(
             log_index=int(raw["logIndex"]),
             tree_size=int(raw["treeSize"]),
             root_hash=bytes.fromhex(raw["rootHash"]),
@@ -1062,157 +1159,7 @@ def _fetched_proof(run: legacy._Run, entry: _TlogEntry, base_url: str, fetch: In
             Stage.TLOG,
             "tlog_proof_fetch_failed",
             f"could not fetch the inclusion proof of entry "
-            f"{entry.log_index} from {base_url or 'the log'} ({legacy._short(str(err) or type(err).__name__)}); "
+            f"{entry.log_index} from {base_url or 'the log'} ({short(str(err) or type(err).__name__)}); "
             "the result rests on the signed entry timestamp",
         )
         return None
-
-
-def _inclusion_problem(entry: _TlogEntry, proof: _Proof, trust_root: TrustRoot) -> tuple[str, str] | None:
-    """Check an RFC 6962 inclusion proof and its signed checkpoint; return (code, message) or None when ok."""
-    if proof.log_index != entry.log_index and proof.log_index >= proof.tree_size:
-        return "tlog_inclusion_proof_invalid", f"the proof's index {proof.log_index} is outside its tree size"
-    leaf = hashlib.sha256(b"\x00" + entry.body_raw).digest()
-    root = _root_from_proof(proof.log_index, proof.tree_size, leaf, proof.hashes)
-    if root is None:
-        return "tlog_inclusion_proof_invalid", (
-            f"the inclusion proof has {len(proof.hashes)} hashes, wrong for index {proof.log_index} in a tree of "
-            f"{proof.tree_size}"
-        )
-    if root != proof.root_hash:
-        return "tlog_inclusion_proof_invalid", (
-            f"the inclusion proof leads to root {root.hex()[:16]}..., not the proof's root "
-            f"{proof.root_hash.hex()[:16]}..."
-        )
-    note = _parse_checkpoint(proof.checkpoint)
-    if note is None:
-        return "tlog_checkpoint_invalid", "the checkpoint is not a signed note (origin, size, root, signature)"
-    body, size, root_b64, signatures = note
-    log = trust_root.tlog_key(entry.log_id)
-    assert log is not None
-    mine = [sig for hint, sig in signatures if hint == entry.log_id[:4]]
-    if not mine:
-        return "tlog_checkpoint_invalid", (
-            f"the checkpoint carries no signature by the log {entry.log_id.hex()[:16]}... (key hints found: "
-            f"{', '.join(h.hex() for h, _ in signatures) or 'none'})"
-        )
-    if not any(log.verify(sig, body) for sig in mine):
-        return "tlog_checkpoint_invalid", "the checkpoint's signature does not verify with the log's key"
-    if size != proof.tree_size or root_b64 != proof.root_hash:
-        return "tlog_checkpoint_invalid", (
-            f"the checkpoint is for a tree of {size} with root {root_b64.hex()[:16]}..., the proof for a tree of "
-            f"{proof.tree_size} with root {proof.root_hash.hex()[:16]}..."
-        )
-    return None
-
-
-def _root_from_proof(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes | None:
-    """RFC 6962 / 9162 root from an inclusion proof; None when the proof has the wrong length."""
-    if index < 0 or index >= size:
-        return None
-    inner = (index ^ (size - 1)).bit_length()
-    border = bin(index >> inner).count("1")
-    if len(proof) != inner + border or any(len(h) != 32 for h in proof):
-        return None
-    node = leaf
-    for i, sibling in enumerate(proof[:inner]):
-        if (index >> i) & 1 == 0:
-            node = hashlib.sha256(b"\x01" + node + sibling).digest()
-        else:
-            node = hashlib.sha256(b"\x01" + sibling + node).digest()
-    for sibling in proof[inner:]:
-        node = hashlib.sha256(b"\x01" + sibling + node).digest()
-    return node
-
-
-_SIGNATURE_LINE = re.compile(r"\u2014 (\S+) (\S+)\n")
-
-
-def _parse_checkpoint(text: str) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]] | None:
-    """Parse a signed note: ``(signed text, tree size, root hash, [(key hint, signature)])``."""
-    if len(text) > 64 * 1024 or text.count("\n\n") != 1:
-        return None
-    header, signature_block = text.split("\n\n")
-    lines = header.split("\n")
-    if len(lines) < 3 or not lines[0] or not lines[1].isdigit():
-        return None
-    root = legacy._b64(lines[2])
-    if root is None:
-        return None
-    signatures = []
-    for _, blob in _SIGNATURE_LINE.findall(signature_block):
-        raw = legacy._b64(blob)
-        if raw is not None and len(raw) > 4:
-            signatures.append((raw[:4], raw[4:]))
-    return (header + "\n").encode(), int(lines[1]), root, signatures
-
-
-def _check_timestamps(run: legacy._Run, parsed: _Bundle, trust_root: TrustRoot) -> None:
-    """RFC 3161 timestamps over the signature, from a timestamp authority of the trust root."""
-    if not parsed.timestamps:
-        return
-    from rfc3161_client import VerificationError as TimestampError
-    from rfc3161_client import VerifierBuilder, decode_timestamp_response
-
-    problems = []
-    for der in parsed.timestamps:
-        try:
-            response = decode_timestamp_response(der)
-        except ValueError as err:
-            run.fail(
-                Stage.TIMESTAMP,
-                "timestamp_malformed",
-                f"an RFC 3161 timestamp cannot be read: {legacy._short(str(err))}",
-                "the timestamp is damaged",
-                _MALFORMED,
-            )
-            continue
-        for tsa in trust_root.timestamp_authorities:
-            certs = list(tsa.certificates)
-            if len(certs) < 2:
-                continue
-            builder = VerifierBuilder().tsa_certificate(certs[0]).add_root_certificate(certs[-1])
-            for cert in certs[1:-1]:
-                builder = builder.add_intermediate_certificate(cert)
-            try:
-                builder.build().verify_message(response, parsed.signature)
-            except (TimestampError, ValueError) as err:
-                problems.append(f"{tsa.name}: {legacy._short(str(err), 80)}")
-                continue
-            when = response.tst_info.gen_time
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
-            if not tsa.validity.contains(when):
-                problems.append(f"{tsa.name}: time {when.isoformat()} outside {tsa.validity.describe()}")
-                continue
-            if run.signed_time is None:
-                run.signed_time, run.signed_time_source = when, f"the RFC 3161 timestamp of {tsa.name}"
-            run.ok(
-                Stage.TIMESTAMP,
-                "timestamp_ok",
-                f"an RFC 3161 timestamp from {tsa.name} ({tsa.uri or 'no uri'}) "
-                f"puts the signature at {when.isoformat()}",
-            )
-            break
-    if run.signed_time is None and not any(c.code == "timestamp_malformed" for c, _ in run.checks):
-        known = ", ".join(t.name for t in trust_root.timestamp_authorities) or "none"
-        run.fail(
-            Stage.TIMESTAMP,
-            "tsa_untrusted",
-            f"no RFC 3161 timestamp of the bundle verifies with a timestamp authority of the trust root "
-            f"{trust_root.name!r} (authorities: {known}){': ' + '; '.join(problems[:3]) if problems else ''}",
-            "the timestamp comes from an authority this trust root does not know; use that instance's root",
-            Outcome.UNTRUSTED,
-        )
-
-
-def _first_timestamp_time(parsed: _Bundle) -> datetime | None:
-    """The (unverified) time of the first RFC 3161 timestamp, for explaining a failure."""
-    if not parsed.timestamps:
-        return None
-    from rfc3161_client import decode_timestamp_response
-
-    try:
-        when = decode_timestamp_response(parsed.timestamps[0]).tst_info.gen_time
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -1,0 +1,41 @@
+"""Verification of Sigstore and cosign evidence: the one way in.
+
+Everything outside this package verifies through the names exported here:
+
+* :func:`verify_evidence` / :func:`verify_layer`: one piece of evidence found next to an image (a cosign
+  ``.sig`` or ``.att`` layer, a Sigstore bundle referrer), for scans, the command line and the policy engine's
+  re-verification alike;
+* :func:`verify_bundle`: a Sigstore bundle for an artifact given as bytes or a digest;
+* :func:`judge`: an artifact's verdict from the results of its signatures.
+
+Inside, the checks both formats share live in neutral modules (``encoding``, ``signature``, ``dsse``,
+``certificate``, ``tlog``, ``timestamps``) and the check run with its required checks in ``checks``; ``cosign``
+(legacy layers) and ``bundle`` (Sigstore bundles) are peers that never import each other.
+"""
+
+from provenance.core.verify.bundle import (
+    BUNDLE_MEDIA_TYPES,
+    MAX_BUNDLE_BYTES,
+    BundleVerification,
+    InclusionProofFetcher,
+    verify_bundle,
+)
+from provenance.core.verify.checks import LENIENCY_TEXT, Requirement
+from provenance.core.verify.cosign import layers_from_download
+from provenance.core.verify.evidence import Verdict, Verified, judge, verify_evidence, verify_layer
+
+__all__ = [
+    "BUNDLE_MEDIA_TYPES",
+    "LENIENCY_TEXT",
+    "MAX_BUNDLE_BYTES",
+    "BundleVerification",
+    "InclusionProofFetcher",
+    "Requirement",
+    "Verdict",
+    "Verified",
+    "judge",
+    "layers_from_download",
+    "verify_bundle",
+    "verify_evidence",
+    "verify_layer",
+]
