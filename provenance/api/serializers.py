@@ -83,9 +83,9 @@ class SourceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Source
         fields = ["id", "name", "kind", "location", "tag_pattern", "newest", "signature_repository", "is_insecure",
-                  "ca_certificates", "trust_root", "expected_identity", "expected_identity_regexp", "expected_issuer",
-                  "is_scheduled", "username", "password", "has_credentials", "last_error", "last_scanned_at",
-                  "created_at"]
+                  "ignore_tlog", "ca_certificates", "trust_root", "expected_identity", "expected_identity_regexp",
+                  "expected_issuer", "is_scheduled", "username", "password", "has_credentials", "last_error",
+                  "last_scanned_at", "created_at"]
         read_only_fields = ["last_error", "last_scanned_at", "created_at"]
 
 

@@ -54,7 +54,8 @@ _PREDICATE_NAMES = {
 
 _BADGES = {"ok": "verified", "bad": "failed", "warn": "unsigned", "error": "error", "pending": "pending"}
 
-_TLOG = {"inclusion_proof": "inclusion proven", "inclusion_promise": "inclusion promised (SET)"}
+_TLOG = {"inclusion_proof": "inclusion proven", "inclusion_promise": "inclusion promised (SET)",
+         "timestamped_not_logged": "timestamped, not logged", "not_logged": "not logged (insecure opt-in)"}
 
 
 def tone(outcome: str) -> str:

@@ -36,6 +36,7 @@ def ingest_image(
     trust_root: TrustRoot,
     identity: IdentityPolicy | None,
     public_keys: tuple[bytes, ...] = (),
+    require_tlog: bool = True,
     signature_repository: str | None = None,
     signature_registry: Registry | None = None,
 ) -> Artifact:
@@ -45,7 +46,8 @@ def ingest_image(
     """
     found = core_discovery.discover(registry, repository, reference, signature_repository=signature_repository,
                                     signature_registry=signature_registry)
-    results = verify_discovery(found, trust_root=trust_root, identity=identity, public_keys=public_keys)
+    results = verify_discovery(found, trust_root=trust_root, identity=identity, public_keys=public_keys,
+                               require_tlog=require_tlog)
     tag = None if reference.startswith("sha") and ":" in reference else reference
     artifact = store_discovery(source, repository, found, results)
     if tag:
@@ -54,11 +56,15 @@ def ingest_image(
 
 
 def verify_discovery(
-    found: Discovery, *, trust_root: TrustRoot, identity: IdentityPolicy | None, public_keys: tuple[bytes, ...] = ()
+    found: Discovery, *, trust_root: TrustRoot, identity: IdentityPolicy | None, public_keys: tuple[bytes, ...] = (),
+    require_tlog: bool = True,
 ) -> list[verify.Verified]:
-    """Verify every piece of found evidence (no database access: safe on worker threads)."""
+    """Verify every piece of found evidence (no database access: safe on worker threads).
+
+    ``require_tlog=False`` is the insecure opt-in for key-based evidence that was never logged."""
     return [
-        verify.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys)
+        verify.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys,
+                               require_tlog=require_tlog)
         for e in found.evidence
     ]
 

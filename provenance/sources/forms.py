@@ -19,7 +19,7 @@ class SourceForm(forms.ModelForm):
         model = Source
         fields = ["name", "kind", "location", "tag_pattern", "newest", "signature_repository", "trust_root",
                   "expected_identity", "expected_identity_regexp", "expected_issuer", "is_insecure",
-                  "ca_certificates", "username", "is_scheduled"]
+                  "ignore_tlog", "ca_certificates", "username", "is_scheduled"]
         labels = {"location": "Image, repository or layout path"}
         widgets = {"ca_certificates": forms.Textarea(attrs={"rows": 3})}
 

@@ -30,6 +30,11 @@ class Source(models.Model):
         max_length=500, blank=True, help_text="Where cosign signatures live, if elsewhere (COSIGN_REPOSITORY)."
     )
     is_insecure = models.BooleanField(default=False, help_text="Plain HTTP to the registry (local registries only).")
+    ignore_tlog = models.BooleanField(
+        default=False,
+        help_text="INSECURE: accept key-based signatures that were never logged in a transparency log (cosign's "
+                  "--insecure-ignore-tlog, for air-gapped signers); they are shown as \"not logged\".",
+    )
     ca_certificates = models.TextField(blank=True, help_text="PEM CA certificates for a registry with a private CA.")
     username = models.CharField(max_length=200, blank=True)
     # A Fernet token (provenance.core.credentials); never rendered, never logged.

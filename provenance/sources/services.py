@@ -138,6 +138,7 @@ def create_source(
     expected_identity_regexp: str = "",
     expected_issuer: str = "",
     is_insecure: bool = False,
+    ignore_tlog: bool = False,
     tag_pattern: str = "",
     newest: int | None = None,
     signature_repository: str = "",
@@ -188,6 +189,7 @@ def create_source(
             "expected_identity_regexp": expected_identity_regexp,
             "expected_issuer": expected_issuer,
             "is_insecure": is_insecure,
+            "ignore_tlog": ignore_tlog,
             "tag_pattern": tag_pattern,
             "newest": newest,
             "signature_repository": signature_repository,
@@ -472,8 +474,10 @@ def _natural(tag: str) -> tuple[tuple[int, int | str], ...]:
 
 def _policy_key(source: Source) -> str:
     """What verification depends on besides the evidence: a change forces a fresh look at every digest."""
+    keys = sorted(hashlib.sha256(pem).hexdigest() for pem in trust_services.public_key_pems())
     parts = [hashlib.sha256(source.trust_root.document.encode()).hexdigest(), source.expected_identity,
-             source.expected_identity_regexp, source.expected_issuer, source.signature_repository]
+             source.expected_identity_regexp, source.expected_issuer, source.signature_repository,
+             "ignore-tlog" if source.ignore_tlog else "", *keys]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -534,6 +538,8 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None) ->
     scan.problems, scan.errors, scan.done, scan.fetched, scan.unchanged = [], 0, 0, 0, 0
     trust_root = trust_services.load(source.trust_root)
     identity = identity_policy(source)
+    # Key-based signatures verify with any registered public key (the result names which).
+    trust = _Trust(trust_root, identity, trust_services.public_key_pems(), require_tlog=not source.ignore_tlog)
     policy = _policy_key(source)
     tracker = _Progress(scan, progress)
     concurrency = max(1, getattr(settings, "PROVENANCE_SCAN_CONCURRENCY", 4))
@@ -550,7 +556,7 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None) ->
             artifact, nodes = artifact_services.stored_tree(source, repository, digest)
             stored = artifact.evidence_fingerprint if artifact is not None else ""
             future = pool.submit(_examine, access, repository, digest, nodes=nodes, stored=stored, policy=policy,
-                                 trust_root=trust_root, identity=identity, listed=listing.listed)
+                                 trust=trust, listed=listing.listed)
             futures[future] = (repository, digest, targets)
         for future in as_completed(futures):
             repository, digest, targets = futures[future]
@@ -606,9 +612,18 @@ def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tr
     return groups
 
 
+@dataclass(frozen=True, slots=True)
+class _Trust:
+    """What a source's evidence is verified against."""
+
+    trust_root: CoreTrustRoot
+    identity: IdentityPolicy | None
+    public_keys: tuple[bytes, ...]
+    require_tlog: bool = True
+
+
 def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tuple[Digest, str]], stored: str,
-             policy: str, trust_root: CoreTrustRoot, identity: IdentityPolicy | None,
-             listed: dict[str, frozenset[str]]) -> _Examined:
+             policy: str, trust: _Trust, listed: dict[str, frozenset[str]]) -> _Examined:
     """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here)."""
     if stored and nodes:
         current = _combined(
@@ -623,7 +638,8 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
     found = core_discovery.discover(access.registry, repository, digest,
                                     signature_repository=access.signature_repository,
                                     signature_registry=access.signature_registry, listed_tags=listed)
-    results = artifact_services.verify_discovery(found, trust_root=trust_root, identity=identity)
+    results = artifact_services.verify_discovery(found, trust_root=trust.trust_root, identity=trust.identity,
+                                                 public_keys=trust.public_keys, require_tlog=trust.require_tlog)
     fingerprint = _combined(found.fingerprint, policy) if found.fingerprint else ""
     return _Examined(digest, discovery=found, results=results, fingerprint=fingerprint)
 

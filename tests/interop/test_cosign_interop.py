@@ -153,6 +153,37 @@ def test_unlogged_cosign_signature_is_not_trusted_by_default(
     assert [r["code"] for r in report["signatures"][0]["reasons"]] == ["tlog_missing"]
 
 
+@pytest.mark.parametrize("bundle_format", ["legacy", "new-bundle-format"])
+def test_unlogged_key_signatures_verify_only_with_the_insecure_opt_in(
+    registry: RegistryServer, cosign_cli: CosignCli, trust_files: Path, tmp_path: Path, bundle_format: str
+) -> None:
+    # cosign sign/attest --key --tlog-upload=false (air-gapped signers): no log entry at all.
+    repo = unique_repository("unlogged")
+    with registry.client() as client:
+        digest = push_image(client, repo, make_image(), "v1")
+    reference = f"{registry.host}/{repo}@{digest}"
+    # cosign 2.5 writes the new bundle format (an OCI referrer) for attestations; `sign` has legacy .sig only.
+    extra = ["--new-bundle-format"] if bundle_format == "new-bundle-format" else []
+    cosign_cli.sign(reference)
+    cosign_cli.attest(reference, SLSA_PREDICATE, "slsaprovenance1", *extra)
+    (tmp_path / "cosign.pub").write_bytes(cosign_cli.public_key)
+    args = (reference, "--key", str(tmp_path / "cosign.pub"), "--trusted-root", str(trust_files / "trusted_root.json"),
+            "--insecure-registry")
+
+    strict, strict_error = verify_image(*args)
+    relaxed, relaxed_error = verify_image(*args, "--insecure-ignore-tlog")
+
+    assert strict["verified"] is False and strict_error
+    assert strict["signatures"] and all(["tlog_missing"] == [r["code"] for r in s["reasons"]]
+                                        for s in strict["signatures"]), strict["signatures"]
+    assert relaxed_error == "" and relaxed["verified"] is True
+    assert relaxed["signatures"] and all(s["verified"] and s["tlog"] == "not_logged" for s in relaxed["signatures"])
+    assert relaxed["attestations"] and all(a["verified"] for a in relaxed["attestations"]), relaxed["attestations"]
+    assert {s["format"] for s in relaxed["signatures"]} == {"cosign-sig"}
+    assert {a["format"] for a in relaxed["attestations"]} == ({"sigstore-bundle"} if extra else {"cosign-att"})
+    assert all(not a["verified"] for a in strict["attestations"])
+
+
 # -- Provenance's test Sigstore signs, cosign verifies ---------------------------------------------------------
 
 

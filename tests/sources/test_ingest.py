@@ -349,3 +349,33 @@ def test_a_source_with_a_private_ca_is_scanned_over_tls(tls_registry: RegistrySe
     failed = run(untrusted)
     assert (failed.state, failed.error_code) == (Scan.State.FAILED, "tls_verify_failed")
     assert "certificate" in failed.error.lower()
+
+
+@pytest.mark.integration
+def test_scans_verify_key_based_signatures_with_registered_keys(registry: RegistryServer,
+                                                                cosign_cli: CosignCli) -> None:
+    from provenance.trust import services as trust_services
+
+    repo = unique_repository("keys")
+    with registry.client() as client:
+        digest = push_image(client, repo, make_image(), "v1")
+    cosign_cli.sign(f"{registry.host}/{repo}@{digest}")  # --tlog-upload=false: never logged
+    strict = repository_source(registry, repo, name=f"{repo}-strict")
+    relaxed = repository_source(registry, repo, name=f"{repo}-relaxed", ignore_tlog=True)
+
+    def evidence(source: Source) -> Evidence:
+        return Evidence.objects.get(artifact__source=source, kind="signature", covers_digest=str(digest))
+
+    run(relaxed)
+    assert evidence(relaxed).outcome == "untrusted"  # no key registered: nothing to verify a key signature with
+    assert [c["code"] for c in evidence(relaxed).failures] == ["certificate_missing"]
+
+    key = trust_services.add_public_key(name="release", pem=cosign_cli.public_key)
+    run(strict)
+    run(relaxed)  # the registered keys are part of what verification depends on: a re-scan looks again
+
+    assert [c["code"] for c in evidence(strict).failures] == ["tlog_missing"]
+    signature = evidence(relaxed)
+    assert signature.outcome == "verified" and signature.key == key.fingerprint
+    assert signature.tlog == "not_logged"
+    assert "lenient_not_logged" in {c["code"] for c in signature.checks}

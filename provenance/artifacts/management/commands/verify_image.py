@@ -1,7 +1,7 @@
 """Discover, verify and store everything about one image now; print a report.
 
     manage.py verify-image REF [--key PEM]... [--certificate-identity ID | --certificate-identity-regexp RE]
-        [--certificate-oidc-issuer URL] [--trusted-root FILE] [--insecure-registry] [--json]
+        [--certificate-oidc-issuer URL] [--trusted-root FILE] [--insecure-registry] [--insecure-ignore-tlog] [--json]
 
 Exit status 0 iff at least one signature over the image's own digest verifies under the given trust.
 ``--json`` prints one object: ``{"reference", "digest", "verified", "signatures": [...], "attestations": [...],
@@ -66,6 +66,12 @@ class Command(BaseCommand):
             help="a trusted_root.json (default: the Sigstore public-good root)",
         )
         parser.add_argument("--insecure-registry", action="store_true", help="plain HTTP to the registry")
+        parser.add_argument(
+            "--insecure-ignore-tlog",
+            action="store_true",
+            help="INSECURE: accept key-based signatures and attestations that were never logged in a transparency "
+                 "log (as cosign's flag); they are reported as not logged",
+        )
         parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -85,6 +91,7 @@ class Command(BaseCommand):
                 expected_identity_regexp=identity.identity_regexp if identity else "",
                 expected_issuer=identity.issuer if identity else "",
                 is_insecure=options["insecure_registry"],
+                ignore_tlog=options["insecure_ignore_tlog"],
                 is_scheduled=False,
             )
             registry = RegistryClient(
@@ -99,6 +106,7 @@ class Command(BaseCommand):
                     trust_root=trust_root,
                     identity=identity,
                     public_keys=public_keys,
+                    require_tlog=not options["insecure_ignore_tlog"],
                 )
             finally:
                 registry.close()

@@ -66,6 +66,8 @@ class Command(BaseCommand):
         parser.add_argument("--signature-repository", default="", help="where cosign signatures live "
                                                                           "(as COSIGN_REPOSITORY)")
         parser.add_argument("--insecure", action="store_true", help="plain HTTP (local registries only)")
+        parser.add_argument("--insecure-ignore-tlog", action="store_true",
+                            help="INSECURE: accept key-based signatures never logged in a transparency log")
         parser.add_argument("--ca-file", help="PEM CA certificates for the registry")
         parser.add_argument("--username", default="", help="registry username")
         parser.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
@@ -107,6 +109,7 @@ class Command(BaseCommand):
                 expected_identity_regexp=options["identity_regexp"],
                 expected_issuer=options["issuer"],
                 is_insecure=options["insecure"],
+                ignore_tlog=options["insecure_ignore_tlog"],
                 tag_pattern=options["tags_matching"],
                 newest=options["newest"],
                 signature_repository=options["signature_repository"],
