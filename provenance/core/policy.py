@@ -250,6 +250,7 @@ class Authority:
     ctlog_url: str = ""
     ctlog_trust_root_ref: str = ""
     attestations: tuple[AttestationRule, ...] = ()
+    ignore_tlog: bool = False  # key authorities only: accept never-logged signatures (insecure, Kyverno's name)
 
     @property
     def kind(self) -> str:
@@ -483,7 +484,7 @@ class _Parser:
         fields = node.mapping()
         self.ignore_unknown(
             fields,
-            {"name", "keyless", "key", "static", "ctlog", "attestations", "source", "rfc3161timestamp"},
+            {"name", "keyless", "key", "static", "ctlog", "attestations", "source", "rfc3161timestamp", "ignoreTlog"},
             {"source": "signature sources (other repositories) are not searched: evidence comes from the scan "
                        "(ignored)",
              "rfc3161timestamp": "RFC 3161 timestamps are not required by Provenance (ignored)"},
@@ -521,7 +522,19 @@ class _Parser:
             seen = [a.name for a in attestations]
             if len(set(seen)) != len(seen):
                 fields["attestations"].fail("attestation names must be unique within an authority")
-        return Authority(name, keyless, key, static, ctlog_url, ctlog_root, attestations)
+        ignore_tlog = False
+        if "ignoreTlog" in fields:
+            value = fields["ignoreTlog"].string()
+            if value not in {"true", "false"}:
+                fields["ignoreTlog"].fail(f"ignoreTlog is {value[:20]!r}; expected true or false")
+            ignore_tlog = value == "true"
+            if ignore_tlog and key is None:
+                fields["ignoreTlog"].fail("ignoreTlog applies to key authorities only: a keyless signature needs the "
+                                          "log (or a timestamp) for its signing time")
+            if ignore_tlog:
+                self.warn(fields["ignoreTlog"], "ignoreTlog: true is INSECURE: signatures never logged in a "
+                                                "transparency log are accepted (nobody can monitor them)")
+        return Authority(name, keyless, key, static, ctlog_url, ctlog_root, attestations, ignore_tlog)
 
     def keyless(self, node: _Node) -> Keyless:
         fields = node.mapping()
@@ -686,6 +699,8 @@ def dump_policy(policy: ClusterImagePolicy) -> str:
             if authority.key.hash_algorithm:
                 key["hashAlgorithm"] = authority.key.hash_algorithm
             item["key"] = key
+        if authority.ignore_tlog:
+            item["ignoreTlog"] = True
         if authority.static:
             item["static"] = {"action": authority.static}
         if authority.ctlog_url or authority.ctlog_trust_root_ref:
@@ -764,6 +779,7 @@ class EvidenceFacts:
     failure_code: str = ""  # the first failure's code
     format: str = "cosign-sig"  # "cosign-sig", "cosign-att", "sigstore-bundle", ...
     statement: Mapping[str, Any] | None = None
+    tlog: str = ""  # the log evidence of a verified result: "inclusion_proof", "not_logged", ...
 
     @property
     def is_cryptographically_valid(self) -> bool:
@@ -1108,11 +1124,16 @@ class Evaluator:
                                                          f"{evidence.identity or 'a certificate'}, not with "
                                                          f"{key.describe()}")
         root_name = authority.ctlog_trust_root_ref or evidence.trust_root
+        if evidence.outcome == "verified" and evidence.tlog == "not_logged" and not authority.ignore_tlog:
+            # The source accepted it unlogged (its insecure opt-in); this authority did not opt in.
+            return _Acceptance(False, "tlog_missing", f"{evidence.kind} was never logged in a transparency log; "
+                                                      "this authority requires a log entry (ignoreTlog: true "
+                                                      "accepts it, insecurely)")
         if evidence.outcome == "verified" and evidence.key and evidence.key == key_fingerprint_or_empty(pem) \
                 and root_name == evidence.trust_root:
             # The scan verified it with this very key (a key the source trusts): nothing to redo.
             return _Acceptance(True, statement=evidence.statement)
-        redone = self._reverify(evidence, root_name=root_name, public_key=pem)
+        redone = self._reverify(evidence, root_name=root_name, public_key=pem, require_tlog=not authority.ignore_tlog)
         if isinstance(redone, _Acceptance):
             return redone
         result, statement = redone
@@ -1123,13 +1144,13 @@ class Evaluator:
         return _Acceptance(False, code, f"{evidence.kind} does not verify with {key.describe()}: "
                                         f"{result.reason or result.outcome}")
 
-    def _reverify(self, evidence: EvidenceFacts, *, root_name: str,
-                  public_key: bytes | None) -> tuple[VerificationResult, Mapping[str, Any] | None] | _Acceptance:
+    def _reverify(self, evidence: EvidenceFacts, *, root_name: str, public_key: bytes | None,
+                  require_tlog: bool = True) -> tuple[VerificationResult, Mapping[str, Any] | None] | _Acceptance:
         root = self.resolver.trust_root(root_name)
         if root is None:
             return _Acceptance(False, "trust_root_missing", f"the trust root {root_name!r} is not registered", True)
         key_id = hashlib.sha256(public_key).hexdigest() if public_key else ""
-        cache_key = (evidence.layer_digest, evidence.covers, evidence.kind, key_id, root.sha256)
+        cache_key = (evidence.layer_digest, evidence.covers, evidence.kind, key_id, root.sha256, require_tlog)
         cached = _REVERIFY_CACHE.get(cache_key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
@@ -1146,7 +1167,7 @@ class Evaluator:
         # means the evidence is cryptographically valid (and its statement may be read).
         result, statement = verify_layer(layer, format=evidence.format, kind=evidence.kind, covers=covers,
                                          trust_root=root, identity=None,
-                                         public_keys=(public_key,) if public_key else ())
+                                         public_keys=(public_key,) if public_key else (), require_tlog=require_tlog)
         if statement is None and evidence.kind == "attestation":
             failed = {str(c.stage) for c in result.failures}
             if failed and failed <= {"identity"}:

@@ -217,7 +217,7 @@ def load_facts(artifact_ids: Sequence[int] | None, *, statement_types: Iterable[
             tags[artifact_id].append(name)
         evidence = list(Evidence.objects.filter(artifact_id__in=chunk).values_list(
             "pk", "artifact_id", "kind", "outcome", "covers_digest", "digest", "identity", "issuer", "key",
-            "predicate_type", "format"))
+            "predicate_type", "format", "tlog"))
         unverified = [e[0] for e in evidence if e[3] != "verified"]
         checks: dict[int, list[dict[str, Any]]] = {}
         for sub in _chunks(unverified):
@@ -237,7 +237,8 @@ def load_facts(artifact_ids: Sequence[int] | None, *, statement_types: Iterable[
                     statements[pk] = core.statement_from_layer(SignedLayer(media_type, bytes(payload), annotations))
         by_artifact: dict[int, list[core.EvidenceFacts]] = defaultdict(list)
         roots = {pk: sources.get(source_id, ("", ""))[1] for pk, _, _, source_id, *_ in base}
-        for pk, artifact_id, kind, outcome, covers, digest, identity, issuer, key, predicate_type, fmt in evidence:
+        for (pk, artifact_id, kind, outcome, covers, digest, identity, issuer, key, predicate_type, fmt,
+             tlog) in evidence:
             failures = [c for c in checks.get(pk, ()) if not c.get("ok")]
             by_artifact[artifact_id].append(core.EvidenceFacts(
                 ref=pk, kind=kind, outcome=outcome, covers=covers, layer_digest=digest,
@@ -245,7 +246,7 @@ def load_facts(artifact_ids: Sequence[int] | None, *, statement_types: Iterable[
                 predicate_type=predicate_type, failed_stages=frozenset(str(c.get("stage")) for c in failures),
                 reason=str(failures[0].get("message", "")) if failures else "",
                 failure_code=str(failures[0].get("code", "")) if failures else "", format=fmt,
-                statement=statements.get(pk),
+                statement=statements.get(pk), tlog=tlog,
             ))
         for pk, digest, repository, source_id, parent_id, platform, media_type in base:
             registry = sources.get(source_id, ("", ""))[0]

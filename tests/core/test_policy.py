@@ -232,3 +232,10 @@ def test_policy_is_a_frozen_value():
     assert isinstance(policy, ClusterImagePolicy) and hash(policy.authorities[0])
     with pytest.raises(AttributeError):
         policy.name = "x"  # type: ignore[misc]
+
+
+def test_ignore_tlog_is_for_key_authorities_only():
+    keyless = _spec("    - ignoreTlog: true\n      keyless:\n        identities:\n          - issuer: https://x\n"
+                    "            subject: someone\n")
+    assert "key authorities only" in str(_refused(keyless))
+    assert "expected true or false" in str(_refused(_spec("    - ignoreTlog: maybe\n      static:\n        action: pass\n")))

@@ -21,7 +21,7 @@ from provenance.core import verify
 from provenance.core.discovery import FoundEvidence
 from provenance.core.testsigstore import GITHUB_ACTIONS_ISSUER, TestSigstore, in_toto_statement
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
-from provenance.core.types import Digest, IdentityPolicy, MediaType, SignedLayer
+from provenance.core.types import ANNOTATION_BUNDLE, Digest, IdentityPolicy, MediaType, SignedLayer
 from provenance.sources.models import Source
 from provenance.trust.models import TrustRoot
 from tests.factories import make_sigstore, trust_root_for
@@ -54,7 +54,8 @@ class Fleet:
     def image(self, repository: str, *, signers: tuple[str, ...] = (), build_type: str | None = None,
               attester: str = APP_WORKFLOW, sbom_by: str | None = None, key_signed: bool = False,
               tag: str = "v1", parent: Artifact | None = None, platform: str = "",
-              media_type: str = MediaType.OCI_MANIFEST, tampered: bool = False) -> Artifact:
+              media_type: str = MediaType.OCI_MANIFEST, tampered: bool = False, unlogged: bool = False,
+              source_keys: bool = False) -> Artifact:
         digest = Digest.of(os.urandom(32))
         artifact = Artifact.objects.create(source=self.source, repository=repository, digest=str(digest),
                                            media_type=media_type, parent=parent, platform=platform,
@@ -73,8 +74,13 @@ class Fleet:
                 layer = SignedLayer(layer.media_type, json.dumps(payload).encode(), layer.annotations)
             self.store(artifact, "signature", layer)
         if key_signed:
-            self.store(artifact, "signature",
-                       self.sigstore.cosign_signature_layer_with_key(str(digest), reference, self.key))
+            layer = self.sigstore.cosign_signature_layer_with_key(str(digest), reference, self.key)
+            if unlogged:  # as cosign sign --tlog-upload=false writes it: no bundle annotation
+                layer = SignedLayer(layer.media_type, layer.payload,
+                                    {k: v for k, v in layer.annotations.items() if k != ANNOTATION_BUNDLE})
+            # source_keys: the source trusts the key and accepts unlogged signatures (its insecure opt-in)
+            self.store(artifact, "signature", layer, public_keys=(self.public_key_pem.encode(),) if source_keys else (),
+                       require_tlog=not (source_keys and unlogged))
         if build_type is not None:
             predicate = {"buildDefinition": {"buildType": build_type, "externalParameters": {}},
                          "runDetails": {"builder": {"id": f"{build_type}/github-hosted"}}}
@@ -94,14 +100,16 @@ class Fleet:
             self.image(repository, parent=index, platform=platform, **options)
         return index
 
-    def store(self, artifact: Artifact, kind: str, layer: SignedLayer) -> Evidence:
+    def store(self, artifact: Artifact, kind: str, layer: SignedLayer, *, public_keys: tuple[bytes, ...] = (),
+              require_tlog: bool = True) -> Evidence:
         """Verify as the scan does (the source's expected identity) and store as the scan does."""
         digest = Digest.parse(artifact.digest)
         found = FoundEvidence(kind=kind, format="cosign-sig" if kind == "signature" else "cosign-att",
                               location=f"{artifact.repository}:{digest.tag_prefix}.{kind[:3]}", covers=digest,
                               level="image", digest=layer.digest, layer=layer)
         expected = IdentityPolicy(issuer=self.source.expected_issuer, identity=self.source.expected_identity)
-        item = verify.verify_evidence(found, trust_root=self.core_root, identity=expected)
+        item = verify.verify_evidence(found, trust_root=self.core_root, identity=expected, public_keys=public_keys,
+                                      require_tlog=require_tlog)
         return artifact_services.store_evidence(artifact, item)
 
 

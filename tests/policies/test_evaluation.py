@@ -205,6 +205,24 @@ def test_key_authority_reverifies_the_stored_layer_with_the_policy_key(fleet):
     assert _status(keyless)[:2] == ("untrusted", "not_key_signed")
 
 
+def test_unlogged_key_signatures_pass_only_an_authority_that_opts_in_with_ignore_tlog(fleet):
+    key = "".join(f"          {line}\n" for line in fleet.public_key_pem.splitlines())
+    strict = services.save_policy(_policy("by-key", f"    - key:\n        data: |\n{key}"))
+    unlogged = fleet.image("myorg/app", key_signed=True, unlogged=True)
+    accepted_by_source = fleet.image("myorg/app", key_signed=True, unlogged=True, source_keys=True, tag="v2")
+    assert accepted_by_source.evidence.get().tlog == "not_logged"  # the source's opt-in verified it
+    services.evaluate_artifacts([unlogged.pk, accepted_by_source.pk], cause=Cause.EVIDENCE)
+    assert _status(unlogged)[:2] == ("untrusted", "tlog_missing")
+    assert _status(accepted_by_source)[:2] == ("untrusted", "tlog_missing")  # the policy did not opt in
+
+    relaxed = strict.source.replace("    - key:", "    - ignoreTlog: true\n      key:", 1)
+    parsed = services.parse(relaxed)
+    assert parsed.authorities[0].ignore_tlog and any("INSECURE" in str(w) for w in parsed.warnings)
+    services.save_policy(relaxed, policy=strict)
+    services.evaluate_artifacts([unlogged.pk, accepted_by_source.pk], cause=Cause.POLICY)
+    assert _status(unlogged)[:2] == _status(accepted_by_source)[:2] == ("trusted", "trusted")
+
+
 def test_named_key_authority_and_missing_key_is_an_error(fleet):
     body = """    - key:
         secretRef:
