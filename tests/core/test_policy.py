@@ -238,4 +238,5 @@ def test_ignore_tlog_is_for_key_authorities_only():
     keyless = _spec("    - ignoreTlog: true\n      keyless:\n        identities:\n          - issuer: https://x\n"
                     "            subject: someone\n")
     assert "key authorities only" in str(_refused(keyless))
-    assert "expected true or false" in str(_refused(_spec("    - ignoreTlog: maybe\n      static:\n        action: pass\n")))
+    maybe = _spec("    - ignoreTlog: maybe\n      static:\n        action: pass\n")
+    assert "expected true or false" in str(_refused(maybe))
