@@ -7,7 +7,7 @@ by the project's test Sigstore: message signatures (``hashedrekord``) and DSSE i
 Every verifier checks the same bundles offline against the same trusted root:
 
 * ``provenance``: :func:`provenance.core.verify.verify_bundle` in this process (sigstore engine), a batch of
-  ``--bundles`` per round; also the same bundles with the SET only (our own engine, which sigstore refuses);
+  ``--bundles`` per round; also the same bundles as v0.1 with the SET only (our own engine, which sigstore refuses);
 * ``sigstore CLI``: ``sigstore --trust-config ... verify identity --offline``, one fresh process per bundle;
 * ``cosign``: ``cosign verify-blob[-attestation] --new-bundle-format --trusted-root``, one process per bundle.
 
@@ -79,18 +79,18 @@ def run(args: argparse.Namespace, work: Path) -> None:
         kinds["message"].append((
             artifact,
             sigstore.sign_blob_bundle(artifact, identity=IDENTITY, issuer=ISSUER),
-            sigstore.sign_blob_bundle(artifact, identity=IDENTITY, issuer=ISSUER, log=set_only),
+            sigstore.sign_blob_bundle(artifact, identity=IDENTITY, issuer=ISSUER, log=set_only, version="0.1"),
         ))
         statement = in_toto_statement(f"artifact-{i}", hashlib.sha256(artifact).hexdigest(), SLSA, {"i": i})
         kinds["dsse"].append((
             artifact,
             sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=ISSUER),
-            sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=ISSUER, log=set_only),
+            sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=ISSUER, log=set_only, version="0.1"),
         ))
 
     rows: list[tuple[str, str, float]] = []  # (kind, verifier, median seconds per bundle)
     for kind, items in kinds.items():
-        for label, column in (("provenance (in-process)", 1), ("provenance, SET only (own engine)", 2)):
+        for label, column in (("provenance (in-process)", 1), ("provenance, v0.1 SET only (own engine)", 2)):
             per_bundle = in_process(items, column, root, policy, args.rounds)
             rows.append((kind, label, per_bundle))
         sigstore_cli, cosign_cli = clis(kind, items, work, args.samples)
