@@ -345,3 +345,58 @@ def test_a_stored_policy_that_no_longer_parses_makes_its_images_error_not_silent
     Policy.objects.filter(pk=policy.pk).update(source="spec: [unclosed")
     services.evaluate_artifacts([app.pk, outside.pk], cause=Cause.POLICY)
     assert _status(app)[:2] == _status(outside)[:2] == ("error", "policy_unreadable")
+
+
+def _bundle_image(fleet, repository: str, raw_for) -> object:
+    """An image whose one signature is a Sigstore bundle over its manifest (as a referrer holds it)."""
+    import datetime as dt
+    import os
+
+    from provenance.artifacts import services as artifact_services
+    from provenance.artifacts.models import Artifact
+    from provenance.core import verify
+    from provenance.core.discovery import FoundEvidence
+    from provenance.core.types import Digest, IdentityPolicy, SignedLayer
+
+    manifest = os.urandom(64)
+    digest = Digest.of(manifest)
+    artifact = Artifact.objects.create(source=fleet.source, repository=repository, digest=str(digest),
+                                       media_type="application/vnd.oci.image.manifest.v1+json", status="verified",
+                                       checked_at=dt.datetime.now(dt.UTC))
+    raw = raw_for(manifest)
+    layer = SignedLayer("application/vnd.dev.sigstore.bundle.v0.3+json", raw, {})
+    found = FoundEvidence(kind="signature", format="sigstore-bundle", location="referrers", covers=digest,
+                          level="image", digest=layer.digest, layer=layer)
+    expected = IdentityPolicy(issuer=fleet.source.expected_issuer, identity=fleet.source.expected_identity)
+    artifact_services.store_evidence(artifact, verify.verify_evidence(found, trust_root=fleet.core_root,
+                                                                      identity=expected))
+    return artifact
+
+
+def test_key_authorities_and_trust_root_refs_reverify_bundle_evidence_too(fleet):
+    from provenance.core.testsigstore import GITHUB_ACTIONS_ISSUER
+    from provenance.trust import services as trust_services
+    from tests.factories import make_sigstore
+
+    key = "".join(f"          {line}\n" for line in fleet.public_key_pem.splitlines())
+    services.save_policy(_policy("by-key", f"    - key:\n        data: |\n{key}", images="ghcr.io/myorg/keyed"))
+    key_bundle = _bundle_image(fleet, "myorg/keyed",
+                               lambda manifest: fleet.sigstore.sign_blob_bundle_with_key(manifest, fleet.key))
+    other = make_sigstore("bundle-other-root")
+    trust_services.register(name="bundle-other-root", document=other.trusted_root_json())
+    keyless = f"""    - keyless:
+        trustRootRef: bundle-other-root
+        identities:
+          - issuer: {GITHUB_ACTIONS_ISSUER}
+            subject: "{APP_WORKFLOW}"
+"""
+    services.save_policy(_policy("other-root", keyless, images="ghcr.io/myorg/elsewhere"))
+    elsewhere = _bundle_image(fleet, "myorg/elsewhere", lambda manifest: other.sign_blob_bundle(
+        manifest, identity=APP_WORKFLOW, issuer=GITHUB_ACTIONS_ISSUER))
+
+    # the scan could verify neither: no key on the source, and the other root is not the source's
+    assert key_bundle.evidence.get().outcome != "verified" and elsewhere.evidence.get().outcome != "verified"
+    services.evaluate_artifacts([key_bundle.pk, elsewhere.pk], cause=Cause.EVIDENCE)
+
+    assert _status(key_bundle)[:2] == ("trusted", "trusted")
+    assert _status(elsewhere)[:2] == ("trusted", "trusted")
