@@ -93,7 +93,7 @@ def _store_node(source: Source, repository: str, node: ManifestNode, parent: Art
     kept = [store_evidence(artifact, item).pk for item in mine]
     # Evidence that is no longer in the registry is no longer evidence.
     artifact.evidence.exclude(pk__in=kept).delete()
-    signatures = [v.result for v in mine if v.evidence.kind == "signature"]
+    signatures = verify.deciding_signatures([v for v in mine if v.evidence.kind == "signature"])
     verdict = verify.judge(signatures, looked_at=found.looked_at(node.digest))
     artifact.status = verdict.status
     artifact.status_code = verdict.code

@@ -91,3 +91,16 @@ def test_malformed_bundle_evidence_is_malformed_not_invalid() -> None:
     verified = verify_evidence(found, trust_root=TrustRoot.production(), identity=None)
     assert verified.result.outcome is Outcome.MALFORMED
     assert verified.result.failures[0].code == "bundle_not_json"
+
+
+def test_bundles_decide_over_legacy_signatures_when_both_exist() -> None:
+    from provenance.core.verify import Verified, deciding_signatures
+
+    legacy_ok = Verified(_found("cosign-sig"), result(Outcome.VERIFIED))
+    bundle_bad = Verified(_found("sigstore-bundle"), result(Outcome.INVALID))
+    bundle_ok = Verified(_found("sigstore-bundle"), result(Outcome.VERIFIED))
+
+    assert judge(deciding_signatures([legacy_ok]), looked_at="x").status == "verified"
+    # as cosign 3 verifies: the bundle decides; the legacy signature is still stored and shown
+    assert judge(deciding_signatures([legacy_ok, bundle_bad]), looked_at="x").status == "failed"
+    assert judge(deciding_signatures([legacy_ok, bundle_bad, bundle_ok]), looked_at="x").status == "verified"

@@ -22,7 +22,14 @@ from provenance.core.verify.bundle import (
 )
 from provenance.core.verify.checks import LENIENCY_TEXT, Requirement
 from provenance.core.verify.cosign import layers_from_download
-from provenance.core.verify.evidence import Verdict, Verified, judge, verify_evidence, verify_layer
+from provenance.core.verify.evidence import (
+    Verdict,
+    Verified,
+    deciding_signatures,
+    judge,
+    verify_evidence,
+    verify_layer,
+)
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
@@ -33,6 +40,7 @@ __all__ = [
     "Requirement",
     "Verdict",
     "Verified",
+    "deciding_signatures",
     "judge",
     "layers_from_download",
     "verify_bundle",

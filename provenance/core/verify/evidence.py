@@ -154,6 +154,14 @@ def _as_kind(outcome: bundle.BundleVerification, kind: str) -> VerificationResul
     return replace(result, outcome=Outcome.INVALID, checks=(mismatch, *result.checks))
 
 
+def deciding_signatures(signatures: list[Verified]) -> list[VerificationResult]:
+    """The signatures an artifact's verdict rests on: its Sigstore bundles when it has any (cosign 3 signs with
+    bundles and verifies them first), else its legacy ``.sig`` layers. Every signature is still verified, stored
+    and shown; a legacy signature beside a bundle does not make up for a bundle that fails."""
+    bundles = [v.result for v in signatures if v.evidence.format == Format.SIGSTORE_BUNDLE]
+    return bundles or [v.result for v in signatures]
+
+
 def judge(signatures: list[VerificationResult], *, looked_at: str) -> Verdict:
     """Return the artifact's verdict from the results of the signatures over its digest."""
     if any(r.is_verified for r in signatures):
