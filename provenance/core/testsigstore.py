@@ -15,10 +15,13 @@ output when given its trusted root:
 * **Rekor v1**: an in-memory, append-only RFC 6962 Merkle log with inclusion proofs, signed checkpoints (signed
   note format) and signed entry timestamps (SETs). Bodies are byte-for-byte what Rekor stores: RFC 8785 JSON of
   ``hashedrekord`` 0.0.1, ``dsse`` 0.0.1 and ``intoto`` 0.0.2 entries.
+* **A timestamp authority** (RFC 3161): tokens over a signature, for bundles and cosign's timestamp annotation,
+  and trusted roots with it (also without a log: a trust domain that only timestamps).
 * **Outputs**: ``trusted_root.json``; Sigstore bundles v0.1/v0.2/v0.3 (message signature or DSSE); cosign legacy
   ``.sig`` and ``.att`` layers with their annotations.
 
-Framework-free: no Django or Celery imports. Only ``cryptography``, ``rfc8785`` and the standard library.
+Framework-free: no Django or Celery imports. Only ``cryptography``, ``rfc8785``, ``asn1crypto`` (the TSA's
+CMS) and the standard library.
 """
 
 from __future__ import annotations
@@ -66,13 +69,17 @@ __all__ = [
     "LogOptions",
     "SanType",
     "TestSigstore",
+    "TimestampAuthority",
     "TransparencyLog",
     "cosign_simple_signing_payload",
+    "cosign_timestamp_annotation",
     "dsse_pae",
     "hash_children",
     "hash_leaf",
     "in_toto_statement",
     "key_id",
+    "with_timestamp_authority",
+    "with_timestamps",
 ]
 
 # --- constants ---------------------------------------------------------------------------------------------------
@@ -585,6 +592,156 @@ def _intoto_v002_body(
 def _slug(name: str) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
     return slug or "provenance-test"
+
+
+# -- RFC 3161 timestamp authority ----------------------------------------------------------------------------------
+
+
+_OID_TST_INFO: Final = "1.2.840.113549.1.9.16.1.4"
+TIMESTAMP_POLICY_OID: Final = "1.3.6.1.4.1.57264.2"  # the arc Sigstore's timestamp authority uses
+
+
+class TimestampAuthority:
+    """An RFC 3161 timestamp authority: its own root CA and a timestamping leaf (EKU timeStamping, critical).
+    **TEST/DEMO ONLY.** Tokens are ECDSA P-256 / SHA-256 CMS SignedData over a TSTInfo, as sigstore's
+    timestamp-authority issues them; sigstore-python's verifier accepts them given :meth:`trusted_root_entry`.
+    """
+
+    __test__ = False
+
+    def __init__(self, *, name: str = "provenance-test-tsa", now: datetime | None = None) -> None:
+        created = _utc(now)
+        self.name = name
+        self.uri = f"https://tsa.{_slug(name)}.test/api/v1/timestamp"
+        self.valid_from = created - _CA_BACKDATE
+        self._root_key = ec.generate_private_key(ec.SECP384R1())
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        root_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+                               x509.NameAttribute(NameOID.COMMON_NAME, f"{name} root")])
+        leaf_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+                               x509.NameAttribute(NameOID.COMMON_NAME, f"{name} timestamping")])
+        not_after = created + _CA_VALIDITY
+        self.root_certificate = (
+            x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
+            .public_key(self._root_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(self.valid_from).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._root_key.public_key()), critical=False)
+            .sign(self._root_key, hashes.SHA384())
+        )
+        self.certificate = (
+            x509.CertificateBuilder().subject_name(leaf_name).issuer_name(root_name)
+            .public_key(self._key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(self.valid_from).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._root_key.public_key()),
+                           critical=False)
+            .sign(self._root_key, hashes.SHA384())
+        )
+
+    def timestamp(self, data: bytes, *, gen_time: datetime | None = None, nonce: int | None = None) -> bytes:
+        """A DER TimeStampResp (status granted) whose token's message imprint is the SHA-256 of ``data``."""
+        from asn1crypto import algos, cms, core, tsp
+        from asn1crypto import x509 as asn1_x509
+
+        moment = _utc(gen_time).replace(microsecond=0)
+        info = tsp.TSTInfo({
+            "version": "v1",
+            "policy": TIMESTAMP_POLICY_OID,
+            "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
+                                "hashed_message": hashlib.sha256(data).digest()},
+            "serial_number": x509.random_serial_number(),
+            "gen_time": moment,
+            "nonce": nonce if nonce is not None else x509.random_serial_number() >> 96,
+        })
+        content = info.dump()
+        leaf_der = self.certificate.public_bytes(serialization.Encoding.DER)
+        leaf = asn1_x509.Certificate.load(leaf_der)
+        signed_attrs = cms.CMSAttributes([
+            {"type": "content_type", "values": [_OID_TST_INFO]},
+            {"type": "signing_time", "values": [cms.Time({"utc_time": moment})]},
+            {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+            {"type": "signing_certificate_v2", "values": [{
+                "certs": [{"hash_algorithm": {"algorithm": "sha256"},
+                           "cert_hash": hashlib.sha256(leaf_der).digest()}],
+            }]},
+        ])
+        signature = self._key.sign(signed_attrs.dump(), ec.ECDSA(hashes.SHA256()))
+        signer = cms.SignerInfo({
+            "version": "v1",
+            "sid": cms.SignerIdentifier({"issuer_and_serial_number": {
+                "issuer": leaf.issuer, "serial_number": leaf.serial_number}}),
+            "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"}),
+            "signature": signature,
+        })
+        signed_data = cms.SignedData({
+            "version": "v3",
+            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
+            "encap_content_info": {"content_type": _OID_TST_INFO, "content": core.ParsableOctetString(content)},
+            "certificates": [leaf],
+            "signer_infos": [signer],
+        })
+        token = cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
+        return bytes(tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump())
+
+    def trusted_root_entry(self, *, valid_from: datetime | None = None,
+                           valid_until: datetime | None = None) -> dict[str, Any]:
+        """This authority as a ``timestampAuthorities`` item of a trusted root (``valid_until`` ends it)."""
+        valid_for = {"start": _iso(_utc(valid_from) if valid_from else self.valid_from)}
+        if valid_until is not None:
+            valid_for["end"] = _iso(_utc(valid_until))
+        return {
+            "subject": {"organization": self.name, "commonName": f"{self.name} timestamping"},
+            "uri": self.uri,
+            "certChain": {"certificates": [{"rawBytes": _b64(c.public_bytes(serialization.Encoding.DER))}
+                                           for c in (self.certificate, self.root_certificate)]},
+            "validFor": valid_for,
+        }
+
+
+def with_timestamp_authority(trusted_root: Mapping[str, Any], tsa: TimestampAuthority, *,
+                             valid_until: datetime | None = None, transparency_log: bool = True) -> bytes:
+    """``trusted_root.json`` bytes with ``tsa`` added; ``transparency_log=False`` drops the logs (a trust domain
+    that only timestamps, as GitHub's for private repositories)."""
+    document = dict(trusted_root)
+    document["timestampAuthorities"] = [*document.get("timestampAuthorities", []),
+                                        tsa.trusted_root_entry(valid_until=valid_until)]
+    if not transparency_log:
+        document["tlogs"] = []
+    return json.dumps(document, indent=2).encode("utf-8") + b"\n"
+
+
+def with_timestamps(bundle: bytes, tsa: TimestampAuthority, *, gen_time: datetime | None = None,
+                    count: int = 1, without_log: bool = False) -> bytes:
+    """The bundle with ``count`` RFC 3161 timestamps over its signature (what sigstore and cosign timestamp: the
+    message signature, or the DSSE envelope's signature); ``without_log`` drops its log entry."""
+    document = json.loads(bundle)
+    if "messageSignature" in document:
+        signature = base64.b64decode(document["messageSignature"]["signature"])
+    else:
+        signature = base64.b64decode(document["dsseEnvelope"]["signatures"][0]["sig"])
+    material = document["verificationMaterial"]
+    material["timestampVerificationData"] = {"rfc3161Timestamps": [
+        {"signedTimestamp": _b64(tsa.timestamp(signature, gen_time=gen_time))} for _ in range(count)]}
+    if without_log:
+        material["tlogEntries"] = []
+    return _go_json(document)
+
+
+def cosign_timestamp_annotation(tsa: TimestampAuthority, signed: bytes, *, gen_time: datetime | None = None) -> str:
+    """cosign's ``dev.sigstore.cosign/rfc3161timestamp`` annotation value: a timestamp over ``signed`` (a
+    ``.sig`` layer's raw signature, or an ``.att`` layer's envelope)."""
+    return json.dumps({"SignedRFC3161Timestamp": _b64(tsa.timestamp(signed, gen_time=gen_time))})
 
 
 class TestSigstore:

@@ -279,7 +279,8 @@ def _load(data: bytes, name: str) -> TrustRoot:
 
     cas = parser.authorities(doc, "certificateAuthorities", required=True)
     tsas = parser.authorities(doc, "timestampAuthorities", required=False)
-    tlogs = parser.logs(doc, "tlogs", required=True)
+    # A trust domain may have no log when it timestamps instead (GitHub's, for private repositories).
+    tlogs = parser.logs(doc, "tlogs", required=not tsas)
     ctlogs = parser.logs(doc, "ctlogs", required=False)
 
     root = object.__new__(TrustRoot)

@@ -14,13 +14,23 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from provenance.core.testsigstore import GITHUB_ACTIONS_ISSUER, LeafOptions, LogOptions, TestSigstore, in_toto_statement
+from provenance.core.testsigstore import (
+    GITHUB_ACTIONS_ISSUER,
+    LeafOptions,
+    LogOptions,
+    TestSigstore,
+    TimestampAuthority,
+    in_toto_statement,
+    with_timestamp_authority,
+    with_timestamps,
+)
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy, Leniency
 from provenance.core.verify import verify_bundle
@@ -140,6 +150,28 @@ def _generated() -> Iterator[Case]:
                                                              issuer=GITHUB_ACTIONS_ISSUER), ARTIFACT, root, policy)
     yield Case("no-sct", sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER,
                                                    leaf=LeafOptions(with_sct=False)), ARTIFACT, root, policy)
+    # signed timestamps
+    tsa = TimestampAuthority(name="differential-tsa")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with_tsa = TrustRoot.from_json(with_timestamp_authority(sigstore.trusted_root(), tsa), name="with-tsa")
+    ends_now = TrustRoot.from_json(with_timestamp_authority(sigstore.trusted_root(), tsa, valid_until=now),
+                                   name="tsa-ends-now")
+    tsa_only = TrustRoot.from_json(with_timestamp_authority(sigstore.trusted_root(), tsa, transparency_log=False),
+                                   name="tsa-only")
+    for log_name, log in logs.items():
+        for version in ("0.1", "0.3"):
+            raw = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER,
+                                            version=version, now=now, log=log)
+            for when_name, when in (("in-time", now), ("late", now + timedelta(hours=1))):
+                yield Case(f"tsa-v{version}-{log_name}-{when_name}", with_timestamps(raw, tsa, gen_time=when),
+                           ARTIFACT, with_tsa, policy)
+            yield Case(f"tsa-v{version}-{log_name}-at-end", with_timestamps(raw, tsa, gen_time=now), ARTIFACT,
+                       ends_now, policy)
+            yield Case(f"tsa-v{version}-{log_name}-untrusted-tsa", with_timestamps(raw, tsa, gen_time=now),
+                       ARTIFACT, root, policy)
+    unlogged = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER, now=now)
+    yield Case("tsa-only-domain", with_timestamps(unlogged, tsa, gen_time=now, without_log=True), ARTIFACT, tsa_only,
+               policy)
     yield Case("digest-given", sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER),
                Digest.of(ARTIFACT), root, policy)
 
@@ -188,7 +220,8 @@ def test_our_verifier_agrees_with_sigstore_python_except_for_named_leniencies() 
     assert disagreements == []
     assert len(cases) > 150
     # the named exceptions these cases exercise (the rest are exercised by their own tests)
-    assert {Leniency.KEY_BASED, Leniency.INCLUSION_PROMISE} <= leniencies_seen
+    assert {Leniency.KEY_BASED, Leniency.INCLUSION_PROMISE, Leniency.TSA_END_INCLUSIVE,
+            Leniency.TSA_ONLY} <= leniencies_seen
 
 
 def test_the_reference_is_itself_exercised_both_ways() -> None:

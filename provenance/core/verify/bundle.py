@@ -727,6 +727,18 @@ def _translate(
         return
 
     if "certificate chain" in text or "expired at time of signing" in text:
+        # Which signed time was outside the certificate? Our own look at each, on a scratch run.
+        scratch = Run(require_tlog=run.require_tlog)
+        check_timestamps(scratch, signature=parsed.signature, timestamps=parsed.timestamps, trust_root=trust_root)
+        if entry.integrated_time and entry.set_signature:
+            scratch.add_signed_time(datetime.fromtimestamp(entry.integrated_time, tz=UTC),
+                                    "the log's (claimed) integrated time")
+        check_signed_times(scratch, cert)
+        outside = [(c, o) for c, o in scratch.checks if c.code == "cert_not_valid_at_signing_time"]
+        if outside:
+            check, outcome = outside[0]
+            run.fail(check.stage, check.code, f"{check.message} ({detail})", check.hint, outcome or Outcome.UNTRUSTED)
+            return
         before = len(run.checks)
         when = datetime.fromtimestamp(entry.integrated_time, tz=UTC) if entry.integrated_time else None
         when = when or first_timestamp_time(parsed.timestamps) or datetime.now(UTC)
