@@ -17,6 +17,9 @@ output when given its trusted root:
   ``hashedrekord`` 0.0.1, ``dsse`` 0.0.1 and ``intoto`` 0.0.2 entries.
 * **A timestamp authority** (RFC 3161): tokens over a signature, for bundles and cosign's timestamp annotation,
   and trusted roots with it (also without a log: a trust domain that only timestamps).
+* **Rekor v2** entries (``LogOptions(rekor_v2=True)``): ``hashedrekord`` 0.0.2 bodies, DSSE logged as a
+  hashedrekord over its pre-authentication encoding, no SET or integrated time; checkpoints with witness
+  cosignatures (``cosignatures=N``).
 * **Outputs**: ``trusted_root.json``; Sigstore bundles v0.1/v0.2/v0.3 (message signature or DSSE); cosign legacy
   ``.sig`` and ``.att`` layers with their annotations.
 
@@ -310,6 +313,10 @@ class LogOptions:
     with_inclusion_proof: bool = True
     with_checkpoint: bool = True
     with_inclusion_promise: bool = True
+    # Rekor v2 (rekor-tiles): hashedrekord 0.0.2 bodies (DSSE too, over the pre-authentication encoding), no SET
+    # and no integrated time: such bundles need an RFC 3161 timestamp for their signing time.
+    rekor_v2: bool = False
+    cosignatures: int = 0  # witness cosignatures on the checkpoint, by keys no trust root knows
 
 
 # --- the transparency log ----------------------------------------------------------------------------------------
@@ -542,6 +549,21 @@ def _hashedrekord_body(*, signature: bytes, verifier_pem: bytes, sha256_hex: str
             },
         }
     )
+
+
+def _hashedrekord_v2_body(*, digest: bytes, signature: bytes, certificate: x509.Certificate) -> bytes:
+    """A Rekor v2 ``hashedrekord`` 0.0.2 entry (protobuf JSON of ``Entry``), as rekor-tiles stores it."""
+    return rfc8785.dumps({
+        "kind": "hashedrekord",
+        "apiVersion": "0.0.2",
+        "spec": {"hashedRekordV002": {
+            "data": {"algorithm": "SHA2_256", "digest": _b64(digest)},
+            "signature": {"content": _b64(signature), "verifier": {
+                "x509Certificate": {"rawBytes": _b64(certificate.public_bytes(serialization.Encoding.DER))},
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+            }},
+        }},
+    })
 
 
 def _dsse_body(*, envelope_json: bytes, payload: bytes, signature: bytes, certificate: x509.Certificate) -> bytes:
@@ -1135,8 +1157,12 @@ class TestSigstore:
         key, certificate, moment = self._keyless(identity=identity, issuer=issuer, now=now, leaf=leaf)
         signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
         digest = hashlib.sha256(data).digest()
-        body = _hashedrekord_body(signature=signature, verifier_pem=_cert_pem(certificate), sha256_hex=digest.hex())
-        entry = self.log.append(body, integrated_time=int(moment.timestamp()))
+        if log.rekor_v2:
+            body = _hashedrekord_v2_body(digest=digest, signature=signature, certificate=certificate)
+        else:
+            body = _hashedrekord_body(signature=signature, verifier_pem=_cert_pem(certificate),
+                                      sha256_hex=digest.hex())
+        entry = self.log.append(body, integrated_time=0 if log.rekor_v2 else int(moment.timestamp()))
         bundle = {
             "mediaType": media_type,
             "verificationMaterial": self._verification_material(version, certificate, entry, log),
@@ -1172,10 +1198,14 @@ class TestSigstore:
             "payloadType": payload_type,
             "signatures": [{"sig": _b64(signature), "keyid": ""}],
         }
-        body = _dsse_body(
-            envelope_json=_go_json(envelope), payload=statement, signature=signature, certificate=certificate
-        )
-        entry = self.log.append(body, integrated_time=int(moment.timestamp()))
+        if log.rekor_v2:  # Rekor v2 logs a DSSE envelope as a hashedrekord over its pre-authentication encoding
+            body = _hashedrekord_v2_body(digest=hashlib.sha256(dsse_pae(payload_type, statement)).digest(),
+                                         signature=signature, certificate=certificate)
+        else:
+            body = _dsse_body(
+                envelope_json=_go_json(envelope), payload=statement, signature=signature, certificate=certificate
+            )
+        entry = self.log.append(body, integrated_time=0 if log.rekor_v2 else int(moment.timestamp()))
         bundle = {
             "mediaType": media_type,
             "verificationMaterial": self._verification_material(version, certificate, entry, log),
@@ -1240,10 +1270,15 @@ class TestSigstore:
             "kindVersion": {"kind": entry.kind, "version": entry.api_version},
             "integratedTime": str(entry.integrated_time),
         }
-        if log.with_inclusion_promise:
+        if log.with_inclusion_promise and not log.rekor_v2:
             item["inclusionPromise"] = {"signedEntryTimestamp": _b64(entry.signed_entry_timestamp)}
         if log.with_inclusion_proof:
             proof = self.log.inclusion_proof(entry.index, checkpoint_key=log.checkpoint_key)
+            checkpoint = proof.checkpoint
+            for i in range(log.cosignatures):  # witnesses append their own signature lines
+                witness = ec.generate_private_key(ec.SECP256R1())
+                line_sig = witness.sign(checkpoint.split("\n\n")[0].encode() + b"\n", ec.ECDSA(hashes.SHA256()))
+                checkpoint += f"\u2014 witness{i}.test {_b64(key_id(witness.public_key())[:4] + line_sig)}\n"
             proof_json: dict[str, Any] = {
                 "logIndex": str(proof.log_index),
                 "rootHash": _b64(proof.root_hash),
@@ -1251,7 +1286,7 @@ class TestSigstore:
                 "hashes": [_b64(h) for h in proof.hashes],
             }
             if log.with_checkpoint:
-                proof_json["checkpoint"] = {"envelope": proof.checkpoint}
+                proof_json["checkpoint"] = {"envelope": checkpoint}
             item["inclusionProof"] = proof_json
         item["canonicalizedBody"] = _b64(entry.body)
         return item

@@ -169,6 +169,17 @@ def _generated() -> Iterator[Case]:
                        ends_now, policy)
             yield Case(f"tsa-v{version}-{log_name}-untrusted-tsa", with_timestamps(raw, tsa, gen_time=now),
                        ARTIFACT, root, policy)
+    v2 = LogOptions(rekor_v2=True, cosignatures=1)
+    for content, raw in (
+        ("message", sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER, now=now,
+                                              log=v2)),
+        ("dsse", sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER, now=now,
+                                           log=v2)),
+    ):
+        yield Case(f"rekor-v2-{content}-no-timestamp", raw, ARTIFACT, with_tsa, policy)
+        for damage_name, change in damage.items():
+            yield Case(f"rekor-v2-{content}-{damage_name}", _edit(with_timestamps(raw, tsa, gen_time=now), change),
+                       ARTIFACT, with_tsa, policy)
     unlogged = sigstore.sign_blob_bundle(ARTIFACT, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER, now=now)
     yield Case("tsa-only-domain", with_timestamps(unlogged, tsa, gen_time=now, without_log=True), ARTIFACT, tsa_only,
                policy)
