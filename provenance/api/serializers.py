@@ -92,8 +92,26 @@ class SourceSerializer(serializers.ModelSerializer):
 class TrustRootSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrustRoot
-        fields = ["name", "kind", "description", "sha256", "tuf_url", "refreshed_at", "refresh_error", "created_at",
-                  "updated_at"]
+        fields = ["name", "kind", "description", "sha256", "tuf_url", "refreshed_at", "refresh_error",
+                  "signing_services", "created_at", "updated_at"]
+
+    signing_services = serializers.SerializerMethodField()
+
+    def get_signing_services(self, row: TrustRoot) -> list[dict[str, object]]:
+        from provenance.trust.services import signing_services
+
+        return [{"kind": s.kind, "url": s.url, "api_version": s.api_version, "operator": s.operator}
+                for s in signing_services(row)]
+
+
+class TufMirrorSerializer(serializers.Serializer):
+    """A private deployment from its TUF repository: the mirror's URL and its initial TUF root.json."""
+
+    name = serializers.SlugField(max_length=100)
+    description = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    mirror = serializers.URLField()
+    root = serializers.CharField(help_text="The repository's initial TUF root.json (its text).",
+                                 max_length=1024 * 1024)
 
 
 class TrustRootUploadSerializer(serializers.Serializer):

@@ -61,12 +61,23 @@ class TrustRootViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     lookup_field = "name"
 
     def get_serializer_class(self):  # type: ignore[no-untyped-def]
-        return serializers.TrustRootUploadSerializer if self.action == "create" else serializers.TrustRootSerializer
+        return {"create": serializers.TrustRootUploadSerializer,
+                "initialize": serializers.TufMirrorSerializer}.get(self.action, serializers.TrustRootSerializer)
 
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         upload = serializers.TrustRootUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         row = trust_services.upload_private_root(**upload.validated_data)
+        return Response(serializers.TrustRootSerializer(row).data, status=201)
+
+    @action(detail=False, methods=["post"])
+    def initialize(self, request: Request) -> Response:
+        """Set up a private deployment's root from its TUF mirror and root.json (``cosign initialize``)."""
+        data = serializers.TufMirrorSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        row = trust_services.initialize_from_tuf(name=fields["name"], mirror=fields["mirror"],
+                                                 root=fields["root"].encode(), description=fields["description"])
         return Response(serializers.TrustRootSerializer(row).data, status=201)
 
     @action(detail=True, methods=["post"])

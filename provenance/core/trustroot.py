@@ -43,8 +43,11 @@ __all__ = [
     "MAX_TRUST_ROOT_BYTES",
     "CertificateAuthority",
     "LogKey",
+    "Service",
+    "SigningConfig",
     "TrustRoot",
     "ValidityWindow",
+    "shipped_file",
     "spki_sha256",
 ]
 
@@ -255,6 +258,74 @@ class TrustRoot:
         return f"<TrustRoot {self.name!r} sha256:{self.sha256[:12]}>"
 
 
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One service a signing config names: a Fulcio CA, a Rekor log, a timestamp authority or an OIDC issuer."""
+
+    kind: str  # "ca" | "tlog" | "tsa" | "oidc"
+    url: str
+    api_version: int
+    operator: str
+    validity: ValidityWindow
+
+
+@dataclass(frozen=True, slots=True)
+class SigningConfig:
+    """A Sigstore ``signing_config.json`` (v0.2): where the deployment's signers get certificates, log entries and
+    timestamps. Verification does not depend on it; it tells which log version (Rekor v1 or v2) and which
+    timestamp authorities new signatures use, so it is stored and shown next to the trusted root."""
+
+    raw: bytes
+    services: tuple[Service, ...]
+
+    @classmethod
+    def from_json(cls, data: bytes, *, name: str) -> SigningConfig:
+        """Parse and validate; raises :class:`TrustRootError` (``signing_config_malformed``) when invalid."""
+        if len(data) > MAX_TRUST_ROOT_BYTES:
+            raise TrustRootError(f"signing config {name!r} is {len(data)} bytes, more than the "
+                                 f"{MAX_TRUST_ROOT_BYTES} allowed", code="signing_config_malformed")
+        parser = _Parser(name, what="signing config", code="signing_config_malformed")
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as err:
+            parser.fail("", f"not valid JSON: {err}")
+        if not isinstance(doc, dict):
+            parser.fail("", f"expected a JSON object, found {_show(doc)}")
+        media_type = parser.string(doc, "mediaType", "")
+        if media_type != _SIGNING_CONFIG_MEDIA_TYPE:
+            parser.fail("mediaType", f"expected {_SIGNING_CONFIG_MEDIA_TYPE!r}, found {_show(media_type)}")
+        services = []
+        for key, kind in (("caUrls", "ca"), ("rekorTlogUrls", "tlog"), ("tsaUrls", "tsa"), ("oidcUrls", "oidc")):
+            for i, item in enumerate(parser.items(doc, key, required=kind in ("ca", "tlog"))):
+                path = f"{key}[{i}]."
+                version = item.get("majorApiVersion")
+                if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                    parser.fail(f"{path}majorApiVersion", f"expected a positive integer, found {_show(version)}")
+                services.append(Service(kind, parser.string(item, "url", path), version,
+                                        str(item.get("operator") or ""), parser.window(item, path)))
+        return cls(data, tuple(services))
+
+    @classmethod
+    def shipped(cls, tuf_url: str) -> SigningConfig | None:
+        """The signing config the ``sigstore`` wheel ships for a public TUF repository, if any."""
+        data = shipped_file(tuf_url, "signing_config.v0.2.json")
+        return cls.from_json(data, name=tuf_url) if data is not None else None
+
+
+def shipped_file(tuf_url: str, filename: str) -> bytes | None:
+    """A file the ``sigstore`` wheel ships for the TUF repository at ``tuf_url`` (None when it ships none).
+
+    Read from the installed package, never from the user's TUF cache, which anyone can write to."""
+    folder = tuf_url.replace(":", "%3A").replace("/", "%2F")
+    try:
+        return (resources.files("sigstore._store") / folder / filename).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return None
+
+
+_SIGNING_CONFIG_MEDIA_TYPE = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
+
+
 # -- loading --------------------------------------------------------------------------------------------------
 
 
@@ -356,12 +427,14 @@ def _sigstore_root(doc: dict[str, Any], name: str) -> SigstoreTrustedRoot:
 class _Parser:
     """Reads the parts of a trusted root we use, failing with the JSON path of the first problem."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, what: str = "trust root", code: str = "trust_root_malformed") -> None:
         self.name = name
+        self.what = what
+        self.code = code
 
     def fail(self, path: str, problem: str) -> NoReturn:
         where = f" at {path}" if path else ""
-        raise TrustRootError(f"trust root {self.name!r} is invalid{where}: {problem}", code="trust_root_malformed")
+        raise TrustRootError(f"{self.what} {self.name!r} is invalid{where}: {problem}", code=self.code)
 
     def string(self, obj: dict[str, Any], key: str, path: str) -> str:
         value = obj.get(key)
@@ -399,11 +472,11 @@ class _Parser:
         if value is None and not required:
             return []
         if value is None:
-            self.fail(key, "is missing: a trust root needs at least one")
+            self.fail(key, f"is missing: a {self.what} needs at least one")
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self.fail(key, f"expected a list of objects, found {_show(value)}")
         if required and not value:
-            self.fail(key, "is empty: a trust root needs at least one")
+            self.fail(key, f"is empty: a {self.what} needs at least one")
         return value
 
     def authorities(self, doc: dict[str, Any], key: str, *, required: bool) -> tuple[CertificateAuthority, ...]:

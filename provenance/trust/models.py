@@ -17,6 +17,11 @@ class TrustRoot(models.Model):
     document = models.TextField(help_text="The trusted_root.json document.")
     sha256 = models.CharField(max_length=64, editable=False)
     tuf_url = models.URLField(blank=True, help_text="TUF repository the document is refreshed from, if any.")
+    tuf_root = models.TextField(blank=True, help_text="The TUF root.json a private repository is anchored in "
+                                                      "(the built-in repositories use the one sigstore ships).")
+    signing_config = models.TextField(blank=True, help_text="The deployment's signing_config.json, when its TUF "
+                                                            "repository has one (which log and timestamp "
+                                                            "authorities new signatures use).")
     refreshed_at = models.DateTimeField(null=True, blank=True, help_text="Last successful TUF refresh.")
     refresh_error = models.TextField(blank=True, help_text="Why the last TUF refresh failed (the old root is kept).")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from provenance.core import keys as core_keys
 from provenance.core import tufroot
 from provenance.core.errors import ProvenanceError, TrustRootError
+from provenance.core.trustroot import Service, SigningConfig
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.trust.models import PublicKey, TrustRoot
 
@@ -36,7 +37,7 @@ def load(row: TrustRoot) -> CoreTrustRoot:
 
 @transaction.atomic
 def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, description: str = "",
-             tuf_url: str = "") -> TrustRoot:
+             tuf_url: str = "", tuf_root: bytes = b"", signing_config: SigningConfig | None = None) -> TrustRoot:
     """Validate and store a ``trusted_root.json``; raises TrustRootError (nothing saved) when it is invalid."""
     CoreTrustRoot.from_json(document, name=name)
     defaults = {
@@ -47,6 +48,10 @@ def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, 
     }
     if tuf_url:
         defaults["tuf_url"] = tuf_url
+    if tuf_root:
+        defaults["tuf_root"] = tuf_root.decode()
+    if signing_config is not None:
+        defaults["signing_config"] = signing_config.raw.decode()
     previous = TrustRoot.objects.filter(name=name).values_list("sha256", flat=True).first()
     row, _ = TrustRoot.objects.update_or_create(name=name, defaults=defaults)
     if previous is not None and previous != row.sha256:
@@ -85,7 +90,8 @@ def ensure_builtin_roots() -> None:
     for name, (kind, url, description) in _BUILTIN.items():
         row = TrustRoot.objects.filter(name=name).first()
         if row is None or (row.refreshed_at is None and row.sha256 != shipped[name].sha256):
-            register(name=name, document=shipped[name].raw, kind=kind, description=description, tuf_url=url)
+            register(name=name, document=shipped[name].raw, kind=kind, description=description, tuf_url=url,
+                     signing_config=SigningConfig.shipped(url))
         elif not row.tuf_url:
             TrustRoot.objects.filter(pk=row.pk).update(tuf_url=url)
 
@@ -99,9 +105,9 @@ def refresh_from_tuf(row_id: int, *, timeout: int | None = None) -> TrustRoot | 
     row = TrustRoot.objects.filter(pk=row_id).first()
     if row is None or not row.tuf_url:
         return row
-    metadata_dir = Path(settings.DATA_DIR) / "tuf" / row.name
     try:
-        fresh = tufroot.fetch_trusted_root(row.tuf_url, metadata_dir=metadata_dir,
+        fresh = tufroot.fetch_trusted_root(row.tuf_url, metadata_dir=_metadata_dir(row.name),
+                                           anchor=row.tuf_root.encode() or None,
                                            timeout=timeout or settings.PROVENANCE_HTTP_TIMEOUT)
     except ProvenanceError as err:
         log.warning("trust root %s: TUF refresh failed (%s); keeping the stored root", row.name, err.code)
@@ -109,15 +115,53 @@ def refresh_from_tuf(row_id: int, *, timeout: int | None = None) -> TrustRoot | 
         row.refresh_from_db()
         return row
     with transaction.atomic():
-        update = {"refreshed_at": timezone.now(), "refresh_error": ""}
-        if fresh.sha256 != row.sha256:
-            update |= {"document": fresh.raw.decode(), "sha256": fresh.sha256}
-            log.info("trust root %s: refreshed to sha256:%s", row.name, fresh.sha256[:12])
+        update: dict[str, object] = {"refreshed_at": timezone.now(), "refresh_error": ""}
+        if fresh.signing_config is not None:
+            update["signing_config"] = fresh.signing_config.raw.decode()
+        if fresh.root.sha256 != row.sha256:
+            update |= {"document": fresh.root.raw.decode(), "sha256": fresh.root.sha256}
+            log.info("trust root %s: refreshed to sha256:%s", row.name, fresh.root.sha256[:12])
         TrustRoot.objects.filter(pk=row.pk).update(**update)
         row.refresh_from_db()
         if "sha256" in update:
             _trust_changed(row)
     return row
+
+
+def initialize_from_tuf(*, name: str, mirror: str, root: bytes, description: str = "",
+                        timeout: int | None = None) -> TrustRoot:
+    """Set up a private Sigstore deployment from its TUF repository, as ``cosign initialize --mirror URL --root
+    FILE`` does: ``root`` (the repository's initial ``root.json``) anchors it, every metadata signature and expiry
+    is verified from there to the current ``trusted_root.json``, and the row is refreshed like the public-good
+    one afterwards. Raises :class:`TrustRootError` or :class:`TransientError` (nothing stored) on failure.
+    """
+    if name in _BUILTIN or TrustRoot.objects.filter(name=name).exclude(kind=TrustRoot.Kind.PRIVATE).exists():
+        raise TrustRootError(f"{name!r} is a built-in trust root; choose another name", code="trust_root_reserved")
+    if not mirror.startswith(("https://", "http://")):
+        raise TrustRootError(f"the TUF mirror must be an http(s) URL, not {mirror[:100]!r}", code="tuf_invalid")
+    metadata_dir = _metadata_dir(name)
+    tufroot.reset_metadata(metadata_dir)  # a new anchor: never walk on from metadata another anchor accepted
+    fetched = tufroot.fetch_trusted_root(mirror.rstrip("/"), metadata_dir=metadata_dir, anchor=root,
+                                         timeout=timeout or settings.PROVENANCE_HTTP_TIMEOUT)
+    row = register(name=name, document=fetched.root.raw, kind=TrustRoot.Kind.PRIVATE, description=description,
+                   tuf_url=mirror.rstrip("/"), tuf_root=root, signing_config=fetched.signing_config)
+    TrustRoot.objects.filter(pk=row.pk).update(refreshed_at=timezone.now(), refresh_error="")
+    row.refresh_from_db()
+    return row
+
+
+def signing_services(row: TrustRoot) -> tuple[Service, ...]:
+    """The services a root's stored signing config names (empty when it has none or it no longer parses)."""
+    if not row.signing_config:
+        return ()
+    try:
+        return SigningConfig.from_json(row.signing_config.encode(), name=row.name).services
+    except TrustRootError:
+        return ()
+
+
+def _metadata_dir(name: str) -> Path:
+    return Path(settings.DATA_DIR) / "tuf" / name
 
 
 def refresh_all_from_tuf() -> dict[str, str]:

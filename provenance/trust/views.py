@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 
 from provenance.core.errors import ProvenanceError
 from provenance.trust import services
-from provenance.trust.forms import PublicKeyForm, TrustRootUploadForm
+from provenance.trust.forms import PublicKeyForm, TrustRootUploadForm, TufMirrorForm
 from provenance.trust.models import PublicKey, TrustRoot
 
 
@@ -14,8 +14,21 @@ from provenance.trust.models import PublicKey, TrustRoot
 def trust_index(request: HttpRequest) -> HttpResponse:
     """Trust roots and public keys, with the forms to add one of each."""
     root_form = TrustRootUploadForm()
+    mirror_form = TufMirrorForm()
     key_form = PublicKeyForm()
-    if request.method == "POST" and "document" in request.FILES:
+    if request.method == "POST" and "tuf_root" in request.FILES:
+        mirror_form = TufMirrorForm(request.POST, request.FILES)
+        if mirror_form.is_valid():
+            try:
+                services.initialize_from_tuf(name=mirror_form.cleaned_data["name"],
+                                             mirror=mirror_form.cleaned_data["mirror"],
+                                             root=mirror_form.cleaned_data["tuf_root"],
+                                             description=mirror_form.cleaned_data["description"])
+            except ProvenanceError as err:
+                mirror_form.add_error("mirror", f"{err.code}: {err.message}")
+            else:
+                return redirect("trust")
+    elif request.method == "POST" and "document" in request.FILES:
         root_form = TrustRootUploadForm(request.POST, request.FILES)
         if root_form.is_valid():
             try:
@@ -37,6 +50,7 @@ def trust_index(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect("trust")
     status = 400 if request.method == "POST" else 200
-    context = {"roots": TrustRoot.objects.all(), "keys": PublicKey.objects.all(), "root_form": root_form,
+    roots = [(row, services.signing_services(row)) for row in TrustRoot.objects.all()]
+    context = {"roots": roots, "keys": PublicKey.objects.all(), "root_form": root_form, "mirror_form": mirror_form,
                "key_form": key_form}
     return render(request, "trust/index.html", context, status=status)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from django.test import Client
 from django.urls import reverse
 
 from provenance.core.errors import MalformedEvidenceError, TransientError, TrustRootError
+from provenance.core.trustroot import SigningConfig
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
+from provenance.core.tufroot import TufTrust
 from provenance.trust import services, tasks
 from provenance.trust.models import PublicKey, TrustRoot
 from tests.factories import UserFactory, make_sigstore
@@ -87,7 +91,7 @@ def test_tuf_refresh_replaces_the_root_when_it_verifies(monkeypatch: pytest.Monk
     row = TrustRoot.objects.get(name="sigstore-staging")
     TrustRoot.objects.filter(pk=row.pk).update(refresh_error="tuf_unreachable: earlier")
     newer = CoreTrustRoot.from_json(make_sigstore("tuf-refresh").trusted_root_json(), name="newer")
-    monkeypatch.setattr(services.tufroot, "fetch_trusted_root", lambda url, **kwargs: newer)
+    monkeypatch.setattr(services.tufroot, "fetch_trusted_root", lambda url, **kwargs: TufTrust(newer, None))
 
     refreshed = services.refresh_from_tuf(row.pk)
     services.ensure_builtin_roots()  # the shipped copy never overwrites a refreshed root
@@ -235,27 +239,114 @@ def test_api_refresh_reports_a_failure_without_losing_the_root(user_client: Clie
 # -- a real TUF repository, served locally ---------------------------------------------------------------------
 
 
-def test_tuf_fetch_walks_a_real_repository(tmp_path: Path, live_tuf: tuple[str, bytes, bytes]) -> None:
+def test_tuf_fetch_walks_a_real_repository(tmp_path: Path, live_tuf: TufRepository) -> None:
     from provenance.core.tufroot import fetch_trusted_root
 
-    url, anchor, document = live_tuf
+    fetched = fetch_trusted_root(live_tuf.url, metadata_dir=tmp_path / "meta", anchor=live_tuf.anchor, timeout=5)
+    again = fetch_trusted_root(live_tuf.url, metadata_dir=tmp_path / "meta", anchor=live_tuf.anchor, timeout=5)
 
-    root = fetch_trusted_root(url, metadata_dir=tmp_path / "meta", anchor=anchor, timeout=5)
-    again = fetch_trusted_root(url, metadata_dir=tmp_path / "meta", anchor=anchor, timeout=5)  # cached metadata
-
-    assert root.raw == document and again.raw == document
+    assert fetched.root.raw == live_tuf.document and again.root.raw == live_tuf.document  # the second from cache
+    assert fetched.signing_config is not None and fetched.signing_config.raw == SIGNING_CONFIG
 
 
-def test_tuf_fetch_refuses_a_repository_signed_by_another_key(tmp_path: Path,
-                                                              live_tuf: tuple[str, bytes, bytes]) -> None:
+def test_tuf_fetch_refuses_a_repository_signed_by_another_key(tmp_path: Path, live_tuf: TufRepository) -> None:
     from provenance.core.tufroot import fetch_trusted_root
 
-    url, _, _ = live_tuf
-    _, other_anchor = _tuf_repository(tmp_path / "other", b"{}")
+    other = TufRepository(tmp_path / "other", b"{}")
 
     with pytest.raises(TrustRootError) as err:
-        fetch_trusted_root(url, metadata_dir=tmp_path / "meta2", anchor=other_anchor, timeout=5)
+        fetch_trusted_root(live_tuf.url, metadata_dir=tmp_path / "meta2", anchor=other.anchor, timeout=5)
     assert err.value.code == "tuf_invalid"
+
+
+def test_a_private_deployment_is_set_up_from_its_mirror_and_refreshed_from_it(
+        tmp_path: Path, live_tuf: TufRepository, settings: object) -> None:
+    from django.core.management import call_command
+
+    settings.DATA_DIR = str(tmp_path / "data")  # type: ignore[attr-defined]
+    anchor = tmp_path / "root.json"
+    anchor.write_bytes(live_tuf.anchor)
+    out = io.StringIO()
+
+    call_command("trust-initialize", "--name", "acme", "--mirror", live_tuf.url, "--root", str(anchor), stdout=out)
+    row = TrustRoot.objects.get(name="acme")
+    first = live_tuf.document
+    newer = make_sigstore("acme-rotated").trusted_root_json()
+    live_tuf.publish(newer)
+    refreshed = services.refresh_from_tuf(row.pk)
+
+    assert f"trust root acme: sha256:{hashlib.sha256(first).hexdigest()}" in out.getvalue()
+    assert (row.kind, row.tuf_url, row.tuf_root.encode()) == ("private", live_tuf.url, live_tuf.anchor)
+    assert row.document.encode() == first and row.refreshed_at is not None
+    assert [(s.kind, s.api_version, s.url) for s in services.signing_services(row)] == [
+        ("ca", 1, "https://fulcio.acme.test"), ("tlog", 2, "https://log2026.rekor.acme.test"),
+        ("tsa", 1, "https://tsa.acme.test/api/v1/timestamp")]
+    assert refreshed is not None and refreshed.document.encode() == newer and refreshed.refresh_error == ""
+
+
+def test_a_mirror_that_does_not_verify_against_the_given_root_stores_nothing(
+        tmp_path: Path, live_tuf: TufRepository, settings: object) -> None:
+    from django.core.management import CommandError, call_command
+
+    settings.DATA_DIR = str(tmp_path / "data")  # type: ignore[attr-defined]
+    other = tmp_path / "other.json"
+    other.write_bytes(TufRepository(tmp_path / "other", b"{}").anchor)
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"not json")
+
+    with pytest.raises(CommandError, match="tuf_invalid"):
+        call_command("trust-initialize", "--name", "acme", "--mirror", live_tuf.url, "--root", str(other))
+    with pytest.raises(CommandError, match="tuf_invalid"):
+        call_command("trust-initialize", "--name", "acme", "--mirror", live_tuf.url, "--root", str(garbage))
+    with pytest.raises(CommandError, match="trust_root_reserved"):
+        call_command("trust-initialize", "--name", "sigstore-public-good", "--mirror", live_tuf.url,
+                     "--root", str(other))
+    assert not TrustRoot.objects.filter(name="acme").exists()
+
+
+def test_the_trust_page_and_api_set_up_a_mirror_and_show_its_signing_services(
+        user_client: Client, tmp_path: Path, live_tuf: TufRepository, settings: object) -> None:
+    settings.DATA_DIR = str(tmp_path / "data")  # type: ignore[attr-defined]
+
+    page = user_client.post(reverse("trust"), {"name": "acme", "mirror": live_tuf.url,
+                                               "tuf_root": SimpleUploadedFile("root.json", live_tuf.anchor)})
+    shown = user_client.get(reverse("trust"))
+    api = user_client.post("/api/v1/trust-roots/initialize/",
+                           {"name": "acme-api", "mirror": live_tuf.url, "root": live_tuf.anchor.decode()},
+                           content_type="application/json")
+    bad = user_client.post("/api/v1/trust-roots/initialize/",
+                           {"name": "acme-bad", "mirror": live_tuf.url, "root": "{}"},
+                           content_type="application/json")
+
+    assert page.status_code == 302 and TrustRoot.objects.get(name="acme").tuf_url == live_tuf.url
+    assert b"log2026.rekor.acme.test" in shown.content and b"tlog v2" in shown.content
+    assert api.status_code == 201 and api.json()["signing_services"][1] == {
+        "kind": "tlog", "url": "https://log2026.rekor.acme.test", "api_version": 2, "operator": "acme"}
+    assert bad.status_code == 400 and bad.json()["error"] == "tuf_invalid"
+
+
+def test_signing_configs_are_validated_and_the_shipped_ones_read() -> None:
+    services.ensure_builtin_roots()
+    public_good = TrustRoot.objects.get(name="sigstore-public-good")
+    with pytest.raises(TrustRootError) as wrong_type:
+        SigningConfig.from_json(json.dumps({"mediaType": "application/json"}).encode(), name="x")
+    with pytest.raises(TrustRootError) as no_log:
+        SigningConfig.from_json(json.dumps({**json.loads(SIGNING_CONFIG), "rekorTlogUrls": []}).encode(), name="x")
+
+    assert {s.kind for s in services.signing_services(public_good)} >= {"ca", "tlog", "tsa"}
+    assert wrong_type.value.code == no_log.value.code == "signing_config_malformed"
+
+
+SIGNING_CONFIG = json.dumps({
+    "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+    "caUrls": [{"url": "https://fulcio.acme.test", "majorApiVersion": 1, "operator": "acme",
+                "validFor": {"start": "2026-01-01T00:00:00Z"}}],
+    "rekorTlogUrls": [{"url": "https://log2026.rekor.acme.test", "majorApiVersion": 2, "operator": "acme",
+                       "validFor": {"start": "2026-01-01T00:00:00Z"}}],
+    "tsaUrls": [{"url": "https://tsa.acme.test/api/v1/timestamp", "majorApiVersion": 1, "operator": "acme",
+                 "validFor": {"start": "2026-01-01T00:00:00Z"}}],
+    "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"},
+}, indent=2).encode()
 
 
 @pytest.fixture
@@ -264,42 +355,65 @@ def live_tuf(tmp_path: Path) -> object:
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    document = make_sigstore().trusted_root_json()
-    folder, anchor = _tuf_repository(tmp_path / "repo", document)
+    repository = TufRepository(tmp_path / "repo", make_sigstore().trusted_root_json(), SIGNING_CONFIG)
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(repository.folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", anchor, document
+    repository.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield repository
     server.shutdown()
     server.server_close()
 
 
-def _tuf_repository(folder: Path, document: bytes) -> tuple[Path, bytes]:
-    """A minimal TUF repository (one key for every role) holding ``trusted_root.json``; returns (dir, root.json)."""
-    from securesystemslib.signer import CryptoSigner
-    from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
-    from tuf.api.serialization.json import JSONSerializer
+class TufRepository:
+    """A minimal TUF repository (one key for every role, consistent snapshots) holding ``trusted_root.json`` and
+    optionally ``signing_config.v0.2.json``; :meth:`publish` releases a new version of the targets."""
 
-    folder.mkdir(parents=True)
-    (folder / "targets").mkdir()
-    signer = CryptoSigner.generate_ecdsa()
-    expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=7)
-    root = Metadata(Root(expires=expires))
-    for role in ("root", "targets", "snapshot", "timestamp"):
-        root.signed.add_key(signer.public_key, role)
-    target = TargetFile.from_data("trusted_root.json", document)
-    targets = Metadata(Targets(expires=expires, targets={"trusted_root.json": target}))
-    (folder / "targets" / f"{target.hashes['sha256']}.trusted_root.json").write_bytes(document)
-    # consistent snapshots: <version>.<role>.json, targets under <hash>.<name>
-    snapshot = Metadata(Snapshot(expires=expires, meta={"targets.json": MetaFile(version=1)}))
-    timestamp = Metadata(Timestamp(expires=expires, snapshot_meta=MetaFile(version=1)))
-    serializer = JSONSerializer(compact=False)
-    for metadata, name in ((root, "1.root.json"), (targets, "1.targets.json"), (snapshot, "1.snapshot.json"),
-                           (timestamp, "timestamp.json")):
-        metadata.sign(signer)
-        (folder / name).write_bytes(metadata.to_bytes(serializer))
-    return folder, (folder / "1.root.json").read_bytes()
+    def __init__(self, folder: Path, document: bytes, signing_config: bytes | None = None) -> None:
+        from securesystemslib.signer import CryptoSigner
+        from tuf.api.metadata import Metadata, Root
+
+        self.folder = folder
+        self.url = ""
+        folder.mkdir(parents=True)
+        (folder / "targets").mkdir()
+        self.signer = CryptoSigner.generate_ecdsa()
+        self.expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=7)
+        root = Metadata(Root(expires=self.expires))
+        for role in ("root", "targets", "snapshot", "timestamp"):
+            root.signed.add_key(self.signer.public_key, role)
+        self.anchor = self._write(root, "1.root.json")
+        self.version = 0
+        self.publish(document, signing_config)
+
+    def publish(self, document: bytes, signing_config: bytes | None = None) -> None:
+        from tuf.api.metadata import Metadata, MetaFile, Snapshot, TargetFile, Targets, Timestamp
+
+        self.version += 1
+        self.document = document
+        files = {"trusted_root.json": document}
+        if signing_config is not None:
+            files["signing_config.v0.2.json"] = signing_config
+        targets = {}
+        for name, data in files.items():
+            targets[name] = TargetFile.from_data(name, data)
+            (self.folder / "targets" / f"{targets[name].hashes['sha256']}.{name}").write_bytes(data)
+        version = self.version
+        self._write(Metadata(Targets(version=version, expires=self.expires, targets=targets)),
+                    f"{version}.targets.json")
+        self._write(Metadata(Snapshot(version=version, expires=self.expires,
+                                      meta={"targets.json": MetaFile(version=version)})), f"{version}.snapshot.json")
+        self._write(Metadata(Timestamp(version=version, expires=self.expires,
+                                       snapshot_meta=MetaFile(version=version))), "timestamp.json")
+
+    def _write(self, metadata: object, name: str) -> bytes:
+        from tuf.api.serialization.json import JSONSerializer
+
+        metadata.sign(self.signer)  # type: ignore[attr-defined]
+        data: bytes = metadata.to_bytes(JSONSerializer(compact=False))  # type: ignore[attr-defined]
+        (self.folder / name).write_bytes(data)
+        return data
