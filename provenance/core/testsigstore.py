@@ -17,9 +17,9 @@ output when given its trusted root:
   ``hashedrekord`` 0.0.1, ``dsse`` 0.0.1 and ``intoto`` 0.0.2 entries.
 * **A timestamp authority** (RFC 3161): tokens over a signature, for bundles and cosign's timestamp annotation,
   and trusted roots with it (also without a log: a trust domain that only timestamps).
-* **Rekor v2** entries (``LogOptions(rekor_v2=True)``): ``hashedrekord`` 0.0.2 bodies, DSSE logged as a
-  hashedrekord over its pre-authentication encoding, no SET or integrated time; checkpoints with witness
-  cosignatures (``cosignatures=N``).
+* **Rekor v2** entries (``LogOptions(rekor_v2=True)``): ``hashedrekord`` 0.0.2 bodies (keyless and key-based),
+  DSSE logged as a hashedrekord over its pre-authentication encoding or as ``dsse`` 0.0.2
+  (``dsse_v2_entry=True``), no SET or integrated time; checkpoints with witness cosignatures (``cosignatures=N``).
 * **Outputs**: ``trusted_root.json``; Sigstore bundles v0.1/v0.2/v0.3 (message signature or DSSE); cosign legacy
   ``.sig`` and ``.att`` layers with their annotations.
 
@@ -317,6 +317,7 @@ class LogOptions:
     # and no integrated time: such bundles need an RFC 3161 timestamp for their signing time.
     rekor_v2: bool = False
     cosignatures: int = 0  # witness cosignatures on the checkpoint, by keys no trust root knows
+    dsse_v2_entry: bool = False  # with rekor_v2: log a DSSE envelope as a dsse 0.0.2 entry instead
 
 
 # --- the transparency log ----------------------------------------------------------------------------------------
@@ -551,19 +552,47 @@ def _hashedrekord_body(*, signature: bytes, verifier_pem: bytes, sha256_hex: str
     )
 
 
-def _hashedrekord_v2_body(*, digest: bytes, signature: bytes, certificate: x509.Certificate) -> bytes:
-    """A Rekor v2 ``hashedrekord`` 0.0.2 entry (protobuf JSON of ``Entry``), as rekor-tiles stores it."""
+def _v2_verifier(signer: x509.Certificate | ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    if isinstance(signer, x509.Certificate):
+        material = {"x509Certificate": {"rawBytes": _b64(signer.public_bytes(serialization.Encoding.DER))}}
+    else:
+        material = {"publicKey": {"rawBytes": _b64(_spki_der(signer))}}
+    return {**material, "keyDetails": "PKIX_ECDSA_P256_SHA_256"}
+
+
+def _hashedrekord_v2_body(*, digest: bytes, signature: bytes,
+                          signer: x509.Certificate | ec.EllipticCurvePublicKey) -> bytes:
+    """A Rekor v2 ``hashedrekord`` 0.0.2 entry (protobuf JSON of ``Entry``), as rekor-tiles stores it; ``signer``
+    is the leaf certificate (keyless) or the public key (``--key``)."""
     return rfc8785.dumps({
         "kind": "hashedrekord",
         "apiVersion": "0.0.2",
         "spec": {"hashedRekordV002": {
             "data": {"algorithm": "SHA2_256", "digest": _b64(digest)},
-            "signature": {"content": _b64(signature), "verifier": {
-                "x509Certificate": {"rawBytes": _b64(certificate.public_bytes(serialization.Encoding.DER))},
-                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-            }},
+            "signature": {"content": _b64(signature), "verifier": _v2_verifier(signer)},
         }},
     })
+
+
+def _dsse_v2_body(*, payload: bytes, signature: bytes, signer: x509.Certificate | ec.EllipticCurvePublicKey) -> bytes:
+    """A Rekor v2 ``dsse`` 0.0.2 entry: the payload's hash and each envelope signature with its verifier."""
+    return rfc8785.dumps({
+        "kind": "dsse",
+        "apiVersion": "0.0.2",
+        "spec": {"dsseV002": {
+            "payloadHash": {"algorithm": "SHA2_256", "digest": _b64(hashlib.sha256(payload).digest())},
+            "signatures": [{"content": _b64(signature), "verifier": _v2_verifier(signer)}],
+        }},
+    })
+
+
+def _dsse_log_body_v2(payload_type: str, statement: bytes, signature: bytes,
+                      signer: x509.Certificate | ec.EllipticCurvePublicKey, log: LogOptions) -> bytes:
+    """Rekor v2 logs a DSSE envelope as a hashedrekord over its pre-authentication encoding, or as dsse 0.0.2."""
+    if log.dsse_v2_entry:
+        return _dsse_v2_body(payload=statement, signature=signature, signer=signer)
+    return _hashedrekord_v2_body(digest=hashlib.sha256(dsse_pae(payload_type, statement)).digest(),
+                                 signature=signature, signer=signer)
 
 
 def _dsse_body(*, envelope_json: bytes, payload: bytes, signature: bytes, certificate: x509.Certificate) -> bytes:
@@ -1158,7 +1187,7 @@ class TestSigstore:
         signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
         digest = hashlib.sha256(data).digest()
         if log.rekor_v2:
-            body = _hashedrekord_v2_body(digest=digest, signature=signature, certificate=certificate)
+            body = _hashedrekord_v2_body(digest=digest, signature=signature, signer=certificate)
         else:
             body = _hashedrekord_body(signature=signature, verifier_pem=_cert_pem(certificate),
                                       sha256_hex=digest.hex())
@@ -1198,9 +1227,8 @@ class TestSigstore:
             "payloadType": payload_type,
             "signatures": [{"sig": _b64(signature), "keyid": ""}],
         }
-        if log.rekor_v2:  # Rekor v2 logs a DSSE envelope as a hashedrekord over its pre-authentication encoding
-            body = _hashedrekord_v2_body(digest=hashlib.sha256(dsse_pae(payload_type, statement)).digest(),
-                                         signature=signature, certificate=certificate)
+        if log.rekor_v2:
+            body = _dsse_log_body_v2(payload_type, statement, signature, certificate, log)
         else:
             body = _dsse_body(
                 envelope_json=_go_json(envelope), payload=statement, signature=signature, certificate=certificate
@@ -1234,8 +1262,12 @@ class TestSigstore:
         public_key = private_key.public_key()
         signature = private_key.sign(data, ec.ECDSA(hashes.SHA256()))
         digest = hashlib.sha256(data).digest()
-        body = _hashedrekord_body(signature=signature, verifier_pem=_public_pem(public_key), sha256_hex=digest.hex())
-        entry = self.log.append(body, integrated_time=int(moment.timestamp()))
+        if log.rekor_v2:
+            body = _hashedrekord_v2_body(digest=digest, signature=signature, signer=public_key)
+        else:
+            body = _hashedrekord_body(signature=signature, verifier_pem=_public_pem(public_key),
+                                      sha256_hex=digest.hex())
+        entry = self.log.append(body, integrated_time=0 if log.rekor_v2 else int(moment.timestamp()))
         bundle = {
             "mediaType": media_type,
             "verificationMaterial": {
@@ -1246,6 +1278,41 @@ class TestSigstore:
                 "messageDigest": {"algorithm": "SHA2_256", "digest": _b64(digest)},
                 "signature": _b64(signature),
             },
+        }
+        return _go_json(bundle)
+
+    def sign_dsse_bundle_with_key(
+        self,
+        statement: bytes,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        version: str = "0.3",
+        payload_type: str = IN_TOTO_PAYLOAD_TYPE,
+        now: datetime | None = None,
+        log: LogOptions = LogOptions(),
+    ) -> bytes:
+        """Sign ``statement`` in a DSSE envelope with a long-lived key, as ``cosign attest --key
+        --new-bundle-format`` does: ``verificationMaterial.publicKey.hint`` instead of a certificate."""
+        media_type = _bundle_media_type(version)
+        moment = _utc(now)
+        public_key = private_key.public_key()
+        signature = private_key.sign(dsse_pae(payload_type, statement), ec.ECDSA(hashes.SHA256()))
+        envelope = {"payload": _b64(statement), "payloadType": payload_type,
+                    "signatures": [{"sig": _b64(signature), "keyid": ""}]}
+        if log.rekor_v2:
+            body = _dsse_log_body_v2(payload_type, statement, signature, public_key, log)
+        else:
+            body = rfc8785.dumps({"apiVersion": "0.0.1", "kind": "dsse", "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(_go_json(envelope)).hexdigest()},
+                "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(statement).hexdigest()},
+                "signatures": [{"signature": _b64(signature), "verifier": _b64(_public_pem(public_key))}],
+            }})
+        entry = self.log.append(body, integrated_time=0 if log.rekor_v2 else int(moment.timestamp()))
+        bundle = {
+            "mediaType": media_type,
+            "verificationMaterial": {"publicKey": {"hint": _b64(key_id(public_key))},
+                                     "tlogEntries": [self.bundle_tlog_entry(entry, log=log)]},
+            "dsseEnvelope": envelope,
         }
         return _go_json(bundle)
 

@@ -175,6 +175,8 @@ def _generated() -> Iterator[Case]:
                                               log=v2)),
         ("dsse", sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER, now=now,
                                            log=v2)),
+        ("dsse-entry", sigstore.sign_dsse_bundle(statement, identity=IDENTITY, issuer=GITHUB_ACTIONS_ISSUER,
+                                                 now=now, log=LogOptions(rekor_v2=True, dsse_v2_entry=True))),
     ):
         yield Case(f"rekor-v2-{content}-no-timestamp", raw, ARTIFACT, with_tsa, policy)
         for damage_name, change in damage.items():
@@ -232,7 +234,7 @@ def test_our_verifier_agrees_with_sigstore_python_except_for_named_leniencies() 
     assert len(cases) > 150
     # the named exceptions these cases exercise (the rest are exercised by their own tests)
     assert {Leniency.KEY_BASED, Leniency.INCLUSION_PROMISE, Leniency.TSA_END_INCLUSIVE,
-            Leniency.TSA_ONLY} <= leniencies_seen
+            Leniency.TSA_ONLY, Leniency.DSSE_V2_ENTRY} <= leniencies_seen
 
 
 def test_the_reference_is_itself_exercised_both_ways() -> None:

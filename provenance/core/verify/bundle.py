@@ -105,10 +105,11 @@ _SIGSTORE_KINDS = {
 }
 
 
-# Kinds our own checks understand (Rekor v1 bodies).
+# Kinds our own checks understand (Rekor v1 and v2 bodies).
 _OWN_KINDS = {
-    "message": frozenset({("hashedrekord", "0.0.1")}),
-    "dsse": frozenset({("dsse", "0.0.1"), ("intoto", "0.0.1"), ("intoto", "0.0.2")}),
+    "message": frozenset({("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2")}),
+    "dsse": frozenset({("dsse", "0.0.1"), ("intoto", "0.0.1"), ("intoto", "0.0.2"), ("hashedrekord", "0.0.2"),
+                       ("dsse", "0.0.2")}),
 }
 
 
@@ -954,6 +955,7 @@ def _verify_ourselves(
         signatures=parsed.envelope.signatures if parsed.envelope else [parsed.signature],
         payload_sha256=sha256_hex(parsed.envelope.payload) if parsed.envelope else "",
         payload_type=parsed.envelope.payload_type if parsed.envelope else "",
+        pae_sha256=sha256_hex(pae(parsed.envelope.payload_type, parsed.envelope.payload)) if parsed.envelope else "",
     )
     kinds = _OWN_KINDS["dsse" if parsed.envelope else "message"]
     if len(parsed.entries) > 1:
@@ -1060,6 +1062,10 @@ def _check_entry(
         check_body(run, entry.body, signer, expected, what="bundle", hint=hint)
         if entry.kind == "intoto":
             run.lenient(Leniency.INTOTO_ENTRY)
+        elif (entry.kind, entry.version) == ("dsse", "0.0.2"):
+            run.lenient(Leniency.DSSE_V2_ENTRY)
+        if entry.version == "0.0.2" and signer.cert is None:
+            run.lenient(Leniency.KEY_REKOR_V2)
 
     # inclusion promise (SET)
     if entry.set_signature is not None and entry.integrated_time is not None:

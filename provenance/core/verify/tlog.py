@@ -13,6 +13,7 @@ import rfc8785
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dh
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from provenance.core.trustroot import LogKey, TrustRoot, spki_sha256
@@ -30,6 +31,7 @@ class Expected:
     signatures: list[bytes]
     payload_sha256: str = ""
     payload_type: str = ""
+    pae_sha256: str = ""  # a DSSE envelope's pre-authentication encoding, which Rekor v2 hashedrekord logs
 
 
 def trusted_log(run: Run, trust_root: TrustRoot, log_id: bytes) -> LogKey | None:
@@ -113,7 +115,9 @@ def _body_problems(body: dict[str, Any], signer: Signer, expected: Expected) -> 
     kind = body.get("kind")
     spec = body["spec"]
     problems: list[str] = []
-    if kind in ("hashedrekord", "rekord"):
+    if body.get("apiVersion") == "0.0.2" and kind in ("hashedrekord", "dsse"):
+        _v2_body_problems(problems, kind, spec, signer, expected)
+    elif kind in ("hashedrekord", "rekord"):
         _hash_problem(problems, "data hash", get_path(spec, "data", "hash"), expected.layer_sha256)
         logged_sig = b64decode(get_path(spec, "signature", "content"))
         if logged_sig not in expected.signatures:
@@ -155,6 +159,72 @@ def _body_problems(body: dict[str, Any], signer: Signer, expected: Expected) -> 
                 problems.append("a logged signature differs from the envelope's signatures")
             _verifier_problem(problems, item.get("verifier"), signer)
     return problems
+
+
+def _v2_body_problems(problems: list[str], kind: str, spec: dict[str, Any], signer: Signer,
+                      expected: Expected) -> None:
+    """Rekor v2 entries (protobuf JSON, rekor-tiles): ``hashedrekord`` 0.0.2 over the artifact's digest, or over a
+    DSSE envelope's pre-authentication encoding (with its one signature), and ``dsse`` 0.0.2 over the payload
+    hash with every envelope signature. The verifier is the DER certificate or public key itself."""
+    if kind == "hashedrekord":
+        record = as_dict(spec.get("hashedRekordV002"))
+        digest = expected.pae_sha256 or expected.layer_sha256
+        what = "pre-authentication encoding hash" if expected.pae_sha256 else "data hash"
+        _v2_hash_problem(problems, what, record.get("data"), digest)
+        if expected.pae_sha256 and len(expected.signatures) != 1:
+            problems.append("a DSSE envelope logged as a hashedrekord must carry exactly one signature")
+        logged = [as_dict(record.get("signature"))]
+    else:
+        record = as_dict(spec.get("dsseV002"))
+        _v2_hash_problem(problems, "payload hash", record.get("payloadHash"), expected.payload_sha256)
+        logged = [as_dict(item) for item in as_list(record.get("signatures"))]
+        if len(logged) != len(expected.signatures):
+            problems.append(f"the log entry records {len(logged)} signatures, the envelope has "
+                            f"{len(expected.signatures)}")
+    if not logged:
+        problems.append("the log entry records no signature")
+    for item in logged:
+        if b64decode(item.get("content")) not in expected.signatures:
+            problems.append("a logged signature differs from the signature here")
+        _v2_verifier_problem(problems, as_dict(item.get("verifier")), signer)
+
+
+def _v2_hash_problem(problems: list[str], what: str, logged: Any, expected: str) -> None:
+    logged = as_dict(logged)
+    digest = b64decode(logged.get("digest"))
+    if logged.get("algorithm") != "SHA2_256" or digest is None:
+        problems.append(f"the logged {what} is not a SHA2_256 digest")
+    elif digest.hex() != expected:
+        problems.append(f"the logged {what} is sha256:{digest.hex()[:16]}..., this one's is sha256:{expected[:16]}...")
+
+
+def _v2_verifier_problem(problems: list[str], verifier: dict[str, Any], signer: Signer) -> None:
+    if signer.key is None:
+        return
+    certificate = b64decode(get_path(verifier, "x509Certificate", "rawBytes"))
+    key = b64decode(get_path(verifier, "publicKey", "rawBytes"))
+    logged_key: PublicKeyTypes
+    try:
+        if certificate is not None:
+            logged_cert = x509.load_der_x509_certificate(certificate)
+            if signer.cert is not None and logged_cert != signer.cert:
+                problems.append("the logged certificate is not the bundle's certificate")
+                return
+            logged_key = logged_cert.public_key()
+        elif key is not None:
+            loaded = serialization.load_der_public_key(key)
+            if isinstance(loaded, dh.DHPublicKey):
+                problems.append("the logged public key is not a signing key")
+                return
+            logged_key = loaded
+        else:
+            problems.append("the log entry records no readable public key or certificate")
+            return
+    except (ValueError, UnsupportedAlgorithm):
+        problems.append("the logged public key or certificate cannot be read")
+        return
+    if spki_sha256(logged_key) != spki_sha256(signer.key):
+        problems.append(f"the logged key (sha256:{spki_sha256(logged_key).hex()[:16]}...) is not {signer.describe()}")
 
 
 def _hash_problem(problems: list[str], what: str, logged: Any, expected: str) -> None:
