@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "template_partials",
     "django_htmx",
+    "provenance.accounts",
     "provenance.trust",
     "provenance.sources",
     "provenance.artifacts",
@@ -87,6 +88,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "provenance.accounts.middleware.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -142,7 +144,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# A shared cache (login rate limits) when several web processes run: PROVENANCE_CACHE_URL=redis://host:6379/1.
+CACHES = (
+    {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                 "LOCATION": os.environ["PROVENANCE_CACHE_URL"]}}
+    if os.environ.get("PROVENANCE_CACHE_URL")
+    else {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+)
+
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+AUTHENTICATION_BACKENDS = ["provenance.accounts.backends.RateLimitedModelBackend"]
+# Failed logins: this many per username or client address within the window (seconds), then refused until it ends.
+PROVENANCE_LOGIN_ATTEMPTS = env_int("PROVENANCE_LOGIN_ATTEMPTS", 10)
+PROVENANCE_LOGIN_WINDOW = env_int("PROVENANCE_LOGIN_WINDOW", 900)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -206,11 +221,14 @@ PROVENANCE_RESCAN_INTERVAL = env_int("PROVENANCE_RESCAN_INTERVAL", 3600)  # seco
 PROVENANCE_FERNET_KEY = os.environ.get("PROVENANCE_FERNET_KEY", "")
 
 REST_FRAMEWORK = {
+    # The first class answers 401 with `WWW-Authenticate: Bearer`; a session needs CSRF on every change.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "provenance.accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view declares what it needs (accounts.permissions.needs); the default is the strictest.
+    "DEFAULT_PERMISSION_CLASSES": ["provenance.accounts.permissions.AdminOnly"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

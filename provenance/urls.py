@@ -5,7 +5,7 @@ from django.urls import include, path
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness for load balancers and compose: the process answers and the database does too."""
+    """Anyone (no login): liveness for load balancers and compose: the process answers and the database does too."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
@@ -15,6 +15,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("provenance.api.urls")),
+    path("", include("provenance.accounts.urls")),
     path("", include("provenance.sources.urls")),
     path("", include("provenance.artifacts.urls")),
     path("", include("provenance.trust.urls")),

@@ -24,7 +24,7 @@ def test_fleet_page_and_artifact_page_show_verdicts_and_reasons(browser, live_se
     page.goto(f"{live_server.url}/")
     page.fill("#id_username", demo.username)
     page.fill("#id_password", demo.password)
-    page.click("input[type=submit]")
+    page.click("#login-form button[type=submit]")
     page.wait_for_selector("#artifact-table")
     table = page.inner_text("#artifact-table")
     assert "demo-fleet" in table
@@ -58,4 +58,4 @@ def test_fleet_page_and_artifact_page_show_verdicts_and_reasons(browser, live_se
 
 def test_pages_require_login(client, live_server):
     response = client.get("/")
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert response.status_code == 302 and response["Location"].startswith("/login/")

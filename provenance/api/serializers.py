@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from provenance.accounts.models import ApiToken, AuditEvent
 from provenance.artifacts.models import Artifact, Evidence, TagEvent
 from provenance.sources.models import Scan, Source
 from provenance.trust.models import PublicKey, TrustRoot
@@ -142,3 +143,26 @@ class PublicKeySerializer(serializers.ModelSerializer):
         model = PublicKey
         fields = ["name", "description", "pem", "fingerprint", "algorithm", "created_at"]
         read_only_fields = ["fingerprint", "algorithm", "created_at"]
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "user", "prefix", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(choices=ApiToken.Scope.choices, default=ApiToken.Scope.READ)
+    days = serializers.IntegerField(min_value=1, max_value=366, default=90)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "action", "object_type", "object_id", "object_repr", "detail", "ip"]

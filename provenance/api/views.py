@@ -5,6 +5,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from provenance.accounts import services as account_services
+from provenance.accounts.models import ApiToken, AuditEvent
+from provenance.accounts.permissions import AdminWrites, OperatorWrites, ViewerReads, needs
+from provenance.accounts.roles import Role, has_role
 from provenance.api import serializers
 from provenance.artifacts import services as artifact_services
 from provenance.artifacts.models import Artifact
@@ -15,6 +19,9 @@ from provenance.trust.models import PublicKey, TrustRoot
 
 
 class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
+    """Viewer: artifacts with their status; one with every piece of evidence and its checks."""
+
+    permission_classes = [ViewerReads]
     queryset = Artifact.objects.select_related("source").prefetch_related("tags").order_by("repository", "digest")
     lookup_field = "digest"
     lookup_value_regex = r"sha(256|384|512):[0-9a-f]+"
@@ -27,6 +34,9 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Viewer reads; operator creates sources and asks for scans."""
+
+    permission_classes = [OperatorWrites]
     queryset = Source.objects.select_related("trust_root")
     serializer_class = serializers.SourceSerializer
 
@@ -49,12 +59,18 @@ class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class ScanViewSet(viewsets.ReadOnlyModelViewSet):
+    """Viewer: scans and their progress."""
+
+    permission_classes = [ViewerReads]
     queryset = Scan.objects.all()
     serializer_class = serializers.ScanSerializer
 
 
 class TrustRootViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Trust roots; POST uploads a private deployment's trusted_root.json (validated: a bad one is a 400)."""
+    """Viewer reads; admin uploads a private deployment's trusted_root.json (validated: a bad one is a 400), sets
+    one up from a TUF mirror, or refreshes one."""
+
+    permission_classes = [AdminWrites]
 
     queryset = TrustRoot.objects.all()
     serializer_class = serializers.TrustRootSerializer
@@ -88,7 +104,10 @@ class TrustRootViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class PublicKeyViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
-    """Named public keys trusted for key-based signatures; POST validates the PEM (a bad one is a 400)."""
+    """Viewer reads; admin adds (the PEM is validated: a bad one is a 400) or retires named public keys trusted
+    for key-based signatures."""
+
+    permission_classes = [AdminWrites]
 
     queryset = PublicKey.objects.all()
     serializer_class = serializers.PublicKeySerializer
@@ -98,3 +117,48 @@ class PublicKeyViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewse
         data = serializer.validated_data
         serializer.instance = trust_services.add_public_key(name=data["name"], pem=data["pem"].encode(),
                                                             description=data.get("description", ""))
+
+    def perform_destroy(self, instance: PublicKey) -> None:
+        trust_services.retire_public_key(instance)
+
+
+class ApiTokenViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Viewer and up: one's own API tokens (admin: everyone's). POST creates one and answers its secret once;
+    DELETE revokes (the row stays, with its revocation time)."""
+
+    serializer_class = serializers.ApiTokenSerializer
+    permission_classes = [needs(read=Role.VIEWER, write=Role.VIEWER)]
+    queryset = ApiToken.objects.select_related("user")
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        tokens = super().get_queryset()
+        return tokens if has_role(self.request.user, Role.ADMIN) else tokens.filter(user=self.request.user)
+
+    def get_serializer_class(self):  # type: ignore[no-untyped-def]
+        return serializers.ApiTokenCreateSerializer if self.action == "create" else serializers.ApiTokenSerializer
+
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        data = serializers.ApiTokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = account_services.create_token(request.user, **data.validated_data)
+        body = {**serializers.ApiTokenSerializer(created.token).data, "token": created.secret}
+        return Response(body, status=201)
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        account_services.revoke_token(instance)
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """Viewer: the audit trail, newest first (``?action=`` prefix, ``?actor=``); the page offers CSV."""
+
+    serializer_class = serializers.AuditEventSerializer
+    permission_classes = [ViewerReads]
+    queryset = AuditEvent.objects.all()
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        events = super().get_queryset()
+        if action := self.request.query_params.get("action", "").strip():
+            events = events.filter(action__startswith=action[:60])
+        if actor := self.request.query_params.get("actor", "").strip():
+            events = events.filter(actor_name=actor[:150])
+        return events

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from provenance.accounts.decorators import role_required
+from provenance.accounts.roles import Role
 from provenance.artifacts import presentation, services
 from provenance.artifacts.models import Artifact, TrustStatus
 from provenance.policies.models import Policy
 from provenance.sources.models import Source
 
 
-@login_required
+@role_required(Role.VIEWER)
 def dashboard(request: HttpRequest) -> HttpResponse:
     artifacts = (
         Artifact.objects.filter(parent__isnull=True)
@@ -34,7 +35,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
+@role_required(Role.VIEWER)
 def artifact_detail(request: HttpRequest, digest: str) -> HttpResponse:
     artifact = services.find_artifact(digest)
     page = presentation.describe_artifact(artifact)

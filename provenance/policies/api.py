@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from provenance.accounts.permissions import OperatorWrites
 from provenance.artifacts import services as artifact_services
 from provenance.core.policy import dump_policy
 from provenance.policies import services
@@ -50,6 +51,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
 
     queryset = Policy.objects.all()
     serializer_class = PolicySerializer
+    permission_classes = [OperatorWrites]  # viewer reads; operator writes, dry-runs and re-evaluates
 
     def perform_create(self, serializer: PolicySerializer) -> None:
         data = serializer.validated_data

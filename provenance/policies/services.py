@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from provenance.accounts import services as audit
 from provenance.artifacts.models import Artifact, Evidence, Tag
 from provenance.core import policy as core
 from provenance.core.errors import MalformedEvidenceError, ProvenanceError, TrustRootError
@@ -103,6 +104,8 @@ def save_policy(source: str, *, policy: Policy | None = None, enabled: bool = Tr
         policy.warnings = [str(w) for w in parsed.warnings]
         policy.sha256 = hashlib.sha256(source.encode()).hexdigest()
         policy.save()
+        audit.record("policy.create" if policy.version == 1 else "policy.version", policy,
+                     {"version": policy.version, "enabled": enabled, "mode": policy.mode, "sha256": policy.sha256})
         globs = sorted(set(before_globs) | (set(parsed.images) if enabled else set()))
         if globs:
             start_reevaluation(cause=Cause.POLICY, detail=detail, scope={"globs": globs})
@@ -114,6 +117,7 @@ def delete_policy(policy: Policy) -> None:
     with transaction.atomic():
         globs = list(parse(policy.source).images) if policy.is_enabled else []
         name = policy.name
+        audit.record("policy.delete", policy, {"version": policy.version, "sha256": policy.sha256})
         policy.delete()
         if globs:
             start_reevaluation(cause=Cause.POLICY, detail=f"policy {name} deleted", scope={"globs": globs})

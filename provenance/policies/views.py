@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from provenance.accounts.decorators import role_required
+from provenance.accounts.roles import Role
 from provenance.artifacts import services as artifact_services
 from provenance.core.policy import PolicyError, dump_policy
 from provenance.policies import services
@@ -12,18 +13,18 @@ from provenance.policies.forms import EXAMPLE, PolicyForm
 from provenance.policies.models import Policy
 
 
-@login_required
+@role_required(Role.VIEWER)
 def policy_list(request: HttpRequest) -> HttpResponse:
     context = {"policies": Policy.objects.all(), "jobs": services.recent_jobs(5)}
     return render(request, "policies/list.html", context)
 
 
-@login_required
+@role_required(Role.OPERATOR)
 def policy_new(request: HttpRequest) -> HttpResponse:
     return _edit(request, None)
 
 
-@login_required
+@role_required(Role.VIEWER, write=Role.OPERATOR)
 def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _edit(request, get_object_or_404(Policy, pk=pk))
 
@@ -49,7 +50,7 @@ def _edit(request: HttpRequest, policy: Policy | None) -> HttpResponse:
     return render(request, "policies/edit.html", context)
 
 
-@login_required
+@role_required(Role.VIEWER)
 def policy_export(request: HttpRequest, pk: int) -> HttpResponse:
     """The policy as imported (comments kept), or normalized with ``?normalized=1``."""
     policy = get_object_or_404(Policy, pk=pk)
@@ -59,14 +60,14 @@ def policy_export(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@login_required
+@role_required(Role.OPERATOR)
 @require_POST
 def policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
     services.delete_policy(get_object_or_404(Policy, pk=pk))
     return redirect("policy-list")
 
 
-@login_required
+@role_required(Role.VIEWER)
 def job_status(request: HttpRequest) -> HttpResponse:
     jobs = services.recent_jobs(10)
     context = {"jobs": jobs}
@@ -78,13 +79,13 @@ def job_status(request: HttpRequest) -> HttpResponse:
     return render(request, "policies/jobs.html", context)
 
 
-@login_required
+@role_required(Role.VIEWER)
 def coverage(request: HttpRequest) -> HttpResponse:
     context = {"coverage": services.coverage(), "unknown": services.unknown_signers(limit=30)}
     return render(request, "policies/coverage.html", context)
 
 
-@login_required
+@role_required(Role.VIEWER)
 def artifact_trust(request: HttpRequest, digest: str) -> HttpResponse:
     artifact = artifact_services.find_artifact(digest)
     context = {"artifact": artifact, "timeline_limit": 200}

@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from provenance.accounts.admin import ReadOnlyAdmin
 from provenance.sources.models import Scan, Source
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(ReadOnlyAdmin):
     list_display = ["name", "kind", "location", "trust_root", "expected_issuer", "last_scanned_at"]
     # The encrypted password is never shown, not even encrypted; set credentials with the form or the API.
     exclude = ["encrypted_password"]
@@ -12,7 +13,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Scan)
-class ScanAdmin(admin.ModelAdmin):
+class ScanAdmin(ReadOnlyAdmin):
     list_display = ["source", "state", "done", "total", "errors", "fetched", "unchanged", "error_code", "created_at",
                     "finished_at"]
     list_filter = ["state"]

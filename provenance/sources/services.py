@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from provenance.accounts import services as audit
 from provenance.artifacts import services as artifact_services
 from provenance.core import discovery as core_discovery
 from provenance.core.credentials import CredentialBox, CredentialsError, insecure_key_from_secret
@@ -92,6 +93,8 @@ def set_credentials(source: Source, *, username: str, password: str | None) -> N
         if password is not None:
             source.encrypted_password = credential_box().encrypt(password)
     Source.objects.filter(pk=source.pk).update(username=source.username, encrypted_password=source.encrypted_password)
+    password_change = "cleared" if not username else ("kept" if password is None else "set")
+    audit.record("source.credentials", source, {"username": source.username, "password": password_change})
 
 
 def _password(source: Source) -> str | None:
@@ -179,7 +182,7 @@ def create_source(
         raise MalformedEvidenceError("credentials apply to registry sources", code="bad_credentials")
     if ca_certificates and "BEGIN CERTIFICATE" not in ca_certificates:
         raise MalformedEvidenceError("CA certificates must be PEM", code="bad_ca")
-    source, _ = Source.objects.update_or_create(
+    source, created = Source.objects.update_or_create(
         name=name,
         defaults={
             "kind": kind,
@@ -197,6 +200,10 @@ def create_source(
             "is_scheduled": is_scheduled,
         },
     )
+    audit.record("source.create" if created else "source.update", source, {
+        "kind": kind, "location": location, "trust_root": trust_root.name, "insecure_registry": is_insecure,
+        "ignore_tlog": ignore_tlog, "identity": expected_identity or expected_identity_regexp,
+        "issuer": expected_issuer})
     if username or password is not None or source.username:
         set_credentials(source, username=username, password=password)
     return source
@@ -206,12 +213,15 @@ def create_source(
 # Scans: the row is the job
 
 
-def start_scan(source: Source) -> Scan:
-    """Create a pending scan row and nudge a worker once the row is committed."""
+def start_scan(source: Source, *, scheduled: bool = False) -> Scan:
+    """Create a pending scan row and nudge a worker once the row is committed. A scan someone asked for (not
+    ``scheduled``) is recorded in the audit trail."""
     from provenance.sources.tasks import scan_source
 
     with transaction.atomic():
         scan = Scan.objects.create(source=source)
+        if not scheduled:
+            audit.record("scan.request", source, {"scan": scan.pk})
         scan_source.delay_on_commit(scan.pk)
     return scan
 
@@ -279,7 +289,7 @@ def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
         if lost:
             swept += 1
             if not scan.source.scans.filter(state__in=[Scan.State.PENDING, Scan.State.RUNNING]).exists():
-                start_scan(scan.source)
+                start_scan(scan.source, scheduled=True)
     return swept
 
 
@@ -302,7 +312,7 @@ def rescan_due_sources(*, interval: timedelta | None = None) -> int:
     )
     started = 0
     for source in due:
-        start_scan(source)
+        start_scan(source, scheduled=True)
         started += 1
     return started
 

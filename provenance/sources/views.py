@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from provenance.accounts.decorators import role_required
+from provenance.accounts.roles import Role
 from provenance.core.errors import ProvenanceError
 from provenance.sources import services
 from provenance.sources.forms import SourceForm
 from provenance.sources.models import Source
 
 
-@login_required
+@role_required(Role.OPERATOR)
 def source_new(request: HttpRequest) -> HttpResponse:
     form = SourceForm(request.POST or None, initial={"kind": Source.Kind.IMAGE})
     if request.method == "POST" and form.is_valid():
@@ -25,7 +26,7 @@ def source_new(request: HttpRequest) -> HttpResponse:
     return render(request, "sources/new.html", {"form": form})
 
 
-@login_required
+@role_required(Role.VIEWER)
 def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(Source.objects.select_related("trust_root"), pk=pk)
     scan = source.scans.first()
@@ -43,7 +44,7 @@ def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "sources/detail.html", context)
 
 
-@login_required
+@role_required(Role.OPERATOR)
 @require_POST
 def source_scan(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(Source, pk=pk)

@@ -8,14 +8,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
+from provenance.accounts import services as audit
 from provenance.core import keys as core_keys
 from provenance.core import tufroot
 from provenance.core.errors import ProvenanceError, TrustRootError
 from provenance.core.trustroot import Service, SigningConfig
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
-from provenance.trust.models import PublicKey, TrustRoot
+from provenance.trust.models import PublicKey, PublicKeyVersion, TrustRoot, TrustRootVersion
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +39,46 @@ def load(row: TrustRoot) -> CoreTrustRoot:
 
 @transaction.atomic
 def register(*, name: str, document: bytes, kind: str = TrustRoot.Kind.PRIVATE, description: str = "",
-             tuf_url: str = "", tuf_root: bytes = b"", signing_config: SigningConfig | None = None) -> TrustRoot:
-    """Validate and store a ``trusted_root.json``; raises TrustRootError (nothing saved) when it is invalid."""
+             tuf_url: str = "", tuf_root: bytes = b"", signing_config: SigningConfig | None = None,
+             origin: str = TrustRootVersion.Origin.UPLOAD) -> TrustRoot:
+    """Validate and store a ``trusted_root.json``; raises TrustRootError (nothing saved) when it is invalid.
+
+    A new document under an existing name becomes the root's next version (the old ones are kept), is recorded
+    in the audit trail, and re-evaluates the images it affects.
+    """
     CoreTrustRoot.from_json(document, name=name)
-    defaults = {
-        "kind": kind,
-        "description": description,
-        "document": document.decode(),
-        "sha256": hashlib.sha256(document).hexdigest(),
-    }
+    sha256 = hashlib.sha256(document).hexdigest()
+    fields: dict[str, object] = {"kind": kind, "description": description}
     if tuf_url:
-        defaults["tuf_url"] = tuf_url
+        fields["tuf_url"] = tuf_url
     if tuf_root:
-        defaults["tuf_root"] = tuf_root.decode()
+        fields["tuf_root"] = tuf_root.decode()
     if signing_config is not None:
-        defaults["signing_config"] = signing_config.raw.decode()
-    previous = TrustRoot.objects.filter(name=name).values_list("sha256", flat=True).first()
-    row, _ = TrustRoot.objects.update_or_create(name=name, defaults=defaults)
-    if previous is not None and previous != row.sha256:
+        fields["signing_config"] = signing_config.raw.decode()
+    row = TrustRoot.objects.select_for_update().filter(name=name).first()
+    if row is None:
+        row = TrustRoot.objects.create(name=name, document=document.decode(), sha256=sha256, **fields)
+        _new_version(row, origin)
+        audit.record("trust_root.create", row, {"sha256": sha256, "version": 1, "origin": origin})
+        return row
+    changed = row.sha256 != sha256
+    for key, value in fields.items():
+        setattr(row, key, value)
+    if changed:
+        previous = row.sha256
+        row.document, row.sha256, row.version = document.decode(), sha256, row.version + 1
+    row.save()
+    if changed:
+        _new_version(row, origin)
+        audit.record("trust_root.version", row, {"sha256": sha256, "previous_sha256": previous,
+                                                 "version": row.version, "origin": origin})
         _trust_changed(row)
     return row
+
+
+def _new_version(row: TrustRoot, origin: str) -> None:
+    TrustRootVersion.objects.create(trust_root=row, version=row.version, document=row.document, sha256=row.sha256,
+                                    origin=origin)
 
 
 def _trust_changed(row: TrustRoot) -> None:
@@ -91,7 +113,7 @@ def ensure_builtin_roots() -> None:
         row = TrustRoot.objects.filter(name=name).first()
         if row is None or (row.refreshed_at is None and row.sha256 != shipped[name].sha256):
             register(name=name, document=shipped[name].raw, kind=kind, description=description, tuf_url=url,
-                     signing_config=SigningConfig.shipped(url))
+                     signing_config=SigningConfig.shipped(url), origin=TrustRootVersion.Origin.SHIPPED)
         elif not row.tuf_url:
             TrustRoot.objects.filter(pk=row.pk).update(tuf_url=url)
 
@@ -115,16 +137,9 @@ def refresh_from_tuf(row_id: int, *, timeout: int | None = None) -> TrustRoot | 
         row.refresh_from_db()
         return row
     with transaction.atomic():
-        update: dict[str, object] = {"refreshed_at": timezone.now(), "refresh_error": ""}
-        if fresh.signing_config is not None:
-            update["signing_config"] = fresh.signing_config.raw.decode()
-        if fresh.root.sha256 != row.sha256:
-            update |= {"document": fresh.root.raw.decode(), "sha256": fresh.root.sha256}
-            log.info("trust root %s: refreshed to sha256:%s", row.name, fresh.root.sha256[:12])
-        TrustRoot.objects.filter(pk=row.pk).update(**update)
-        row.refresh_from_db()
-        if "sha256" in update:
-            _trust_changed(row)
+        TrustRoot.objects.filter(pk=row.pk).update(refreshed_at=timezone.now(), refresh_error="")
+        row = register(name=row.name, document=fresh.root.raw, kind=row.kind, description=row.description,
+                       signing_config=fresh.signing_config, origin=TrustRootVersion.Origin.TUF)
     return row
 
 
@@ -144,7 +159,8 @@ def initialize_from_tuf(*, name: str, mirror: str, root: bytes, description: str
     fetched = tufroot.fetch_trusted_root(mirror.rstrip("/"), metadata_dir=metadata_dir, anchor=root,
                                          timeout=timeout or settings.PROVENANCE_HTTP_TIMEOUT)
     row = register(name=name, document=fetched.root.raw, kind=TrustRoot.Kind.PRIVATE, description=description,
-                   tuf_url=mirror.rstrip("/"), tuf_root=root, signing_config=fetched.signing_config)
+                   tuf_url=mirror.rstrip("/"), tuf_root=root, signing_config=fetched.signing_config,
+                   origin=TrustRootVersion.Origin.TUF)
     TrustRoot.objects.filter(pk=row.pk).update(refreshed_at=timezone.now(), refresh_error="")
     row.refresh_from_db()
     return row
@@ -178,21 +194,52 @@ def refresh_all_from_tuf() -> dict[str, str]:
 def add_public_key(*, name: str, pem: bytes, description: str = "") -> PublicKey:
     """Validate and store a named public key; raises MalformedEvidenceError (``public_key_invalid``) if bad.
 
-    The same key under a new name is refused (``public_key_duplicate``): one key, one name.
+    The same key under a new name is refused (``public_key_duplicate``): one key, one name. Another key under an
+    existing name becomes that name's next version (the old one is kept, retired), recorded in the audit trail;
+    the images of the policies that name it are re-evaluated.
     """
     info = core_keys.read_public_key(pem)
     existing = PublicKey.objects.filter(fingerprint=info.fingerprint).exclude(name=name).first()
     if existing is not None:
         raise TrustRootError(f"this key is already trusted as {existing.name!r}", code="public_key_duplicate")
-    row, _ = PublicKey.objects.update_or_create(
-        name=name,
-        defaults={"pem": info.pem.decode(), "fingerprint": info.fingerprint, "algorithm": info.algorithm,
-                  "description": description},
-    )
+    row = PublicKey.objects.select_for_update().filter(name=name).first()
+    if row is not None and row.fingerprint == info.fingerprint:
+        if row.description != description:
+            PublicKey.objects.filter(pk=row.pk).update(description=description)
+            row.description = description
+        return row
+    now = timezone.now()
+    version = (PublicKeyVersion.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0) + 1
+    PublicKeyVersion.objects.filter(name=name, retired_at__isnull=True).update(retired_at=now)
+    PublicKeyVersion.objects.create(name=name, version=version, pem=info.pem.decode(), fingerprint=info.fingerprint,
+                                    algorithm=info.algorithm)
+    fields = {"pem": info.pem.decode(), "fingerprint": info.fingerprint, "algorithm": info.algorithm,
+              "description": description, "version": version}
+    if row is None:
+        row = PublicKey.objects.create(name=name, **fields)
+    else:
+        PublicKey.objects.filter(pk=row.pk).update(**fields)
+        row.refresh_from_db()
+    audit.record("public_key.create" if version == 1 else "public_key.version", row,
+                 {"fingerprint": info.fingerprint, "version": version})
+    _key_changed(name)
+    return row
+
+
+@transaction.atomic
+def retire_public_key(row: PublicKey) -> None:
+    """Stop trusting a named key: its row goes, its versions are kept (retired), the change is audited and the
+    images of the policies that name it are re-evaluated."""
+    PublicKeyVersion.objects.filter(name=row.name, retired_at__isnull=True).update(retired_at=timezone.now())
+    audit.record("public_key.retire", row, {"fingerprint": row.fingerprint, "version": row.version})
+    row.delete()
+    _key_changed(row.name)
+
+
+def _key_changed(name: str) -> None:
     from provenance.policies import services as policy_services
 
     policy_services.public_key_changed(name)
-    return row
 
 
 def public_key_pems(names: list[str] | None = None) -> tuple[bytes, ...]:

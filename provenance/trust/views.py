@@ -1,16 +1,17 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from provenance.accounts.decorators import role_required
+from provenance.accounts.roles import Role
 from provenance.core.errors import ProvenanceError
 from provenance.trust import services
 from provenance.trust.forms import PublicKeyForm, TrustRootUploadForm, TufMirrorForm
 from provenance.trust.models import PublicKey, TrustRoot
 
 
-@login_required
+@role_required(Role.VIEWER, write=Role.ADMIN)
 def trust_index(request: HttpRequest) -> HttpResponse:
     """Trust roots and public keys, with the forms to add one of each."""
     root_form = TrustRootUploadForm()

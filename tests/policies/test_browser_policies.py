@@ -19,7 +19,7 @@ def test_preview_then_save_a_policy(browser, live_server):
     page.goto(f"{live_server.url}/policies/new/")
     page.fill("#id_username", "alice")
     page.fill("#id_password", "test-password")
-    page.click("input[type=submit]")
+    page.click("#login-form button[type=submit]")
     page.wait_for_selector("#policy-form")
     page.fill("#id_source", issue_policy())
     page.click("button[value=preview]")
