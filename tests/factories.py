@@ -35,6 +35,16 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("test-password")
 
 
+def user_with_role(role: str | None, username: str | None = None) -> object:
+    """A plain (not staff, not superuser) user holding ``role`` (viewer, operator, admin) or none."""
+    from provenance.accounts import services as account_services
+    from provenance.accounts.roles import Role
+
+    user = UserFactory(username=username or f"{role or 'norole'}-user", is_staff=False, is_superuser=False)
+    account_services.set_role(user, Role(role) if role else None)
+    return user
+
+
 def run_scan_now(source: Source) -> Scan:
     """Run one scan of ``source`` in this process (integration tests use a real worker instead)."""
     scan = Scan.objects.create(source=source)
