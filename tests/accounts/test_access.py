@@ -193,7 +193,7 @@ def test_every_state_change_needs_the_csrf_token(world: dict[str, str]) -> None:
     routes = {key: (route, kind) for key, route, kind, _ in _routes()}
     unprotected = []
     for method, key, role in PAGES + API + LAST:
-        if method == "GET" or role is None and key != "logout":
+        if method == "GET" or (role is None and key != "logout"):
             continue
         url = _url(key, routes[key][0], world)
         for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
