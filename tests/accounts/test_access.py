@@ -36,9 +36,9 @@ spec:
 KEY_PEM = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
-# (method, route name, required role; None: anyone). The token the walk names is another user's: anyone may
-# revoke their own (tests/accounts/test_tokens.py), only an admin someone else's. Every route of the URL configuration (but the Django admin,
-# which needs staff) is listed here; a route missing from this table fails the test.
+# (method, route name, required role; None: anyone). Every route of the URL configuration (but the Django admin,
+# which needs staff) is listed here; a route missing from this table fails the test. The token the walk names is
+# another user's: anyone may revoke their own (tests/accounts/test_tokens.py), only an admin someone else's.
 PAGES = [
     ("GET", "healthz", None), ("GET", "login", None),
     ("GET", "dashboard", "viewer"), ("GET", "artifact-detail", "viewer"), ("GET", "artifact-trust", "viewer"),
