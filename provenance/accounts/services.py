@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import getpass
 import hashlib
 import hmac
+import os
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -105,13 +108,24 @@ def revoke_token(token: ApiToken) -> None:
 # -- the audit trail --------------------------------------------------------------------------------------------
 
 _request: contextvars.ContextVar[HttpRequest | None] = contextvars.ContextVar("provenance_request", default=None)
-_actor: contextvars.ContextVar[str] = contextvars.ContextVar("provenance_actor", default="system")
+def _process_actor() -> str:
+    """Who acts when no request does: a management command (and the account running it), a worker, the scheduler."""
+    argv = [os.path.basename(a) for a in sys.argv[:3]]
+    if argv and argv[0] in ("manage.py", "provenance") and len(argv) > 1:
+        return f"{argv[0]} {argv[1]} ({getpass.getuser()})"[:150]
+    if argv and argv[0] == "celery":
+        return "worker"
+    return "system"
+
+
+_PROCESS_ACTOR = _process_actor()
+_actor: contextvars.ContextVar[str] = contextvars.ContextVar("provenance_actor", default=_PROCESS_ACTOR)
 
 
 @contextlib.contextmanager
 def acting(*, request: HttpRequest | None = None, name: str | None = None) -> Iterator[None]:
     """Within this block, changes are recorded as made by ``request``'s user, or by ``name`` (a command)."""
-    tokens = (_request.set(request), _actor.set(name or "system"))
+    tokens = (_request.set(request), _actor.set(name or _actor.get()))
     try:
         yield
     finally:
