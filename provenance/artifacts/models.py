@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from provenance.core.names import full_name
+
 
 class TrustStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -39,6 +41,11 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+    @property
+    def full_name(self) -> str:
+        """``registry/repository`` as policies match it (see core.names); loads the source if not selected."""
+        return full_name(self.source.registry_host, self.repository)
 
     @property
     def is_index(self) -> bool:

@@ -67,6 +67,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from provenance.core.errors import ProvenanceError
+from provenance.core.names import image_names
 from provenance.core.rego import RegoDecision, RegoError, RegoPolicy, compile_rego, defines_rule
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, SignedLayer, VerificationResult
@@ -726,7 +727,6 @@ def dump_policy(policy: ClusterImagePolicy) -> str:
 # -- globs and names -------------------------------------------------------------------------------------------
 
 _VALID_GLOB = re.compile(r"^[a-zA-Z0-9\-_:/*.]+$")
-_DOCKER_HUB = frozenset({"docker.io", "registry-1.docker.io", "index.docker.io"})
 
 
 @functools.lru_cache(maxsize=1024)
@@ -740,17 +740,6 @@ def compile_glob(glob: str) -> re.Pattern[str]:
         raise ValueError(f"invalid glob {glob[:80]!r}: only letters, digits, - _ : / . and * are allowed")
     pattern = glob.replace(".", r"\.").replace("**", "#").replace("*", "[^/]*").replace("#", ".*")
     return re.compile(f"^{pattern}$")
-
-
-def image_names(registry: str, repository: str, digest: str, tags: Iterable[str] = ()) -> tuple[str, ...]:
-    """The names a policy glob is matched against: ``registry/repository`` with and without tags and digest.
-
-    Docker Hub is spelled ``index.docker.io`` as policy-controller does; ``registry`` may be empty (an OCI layout).
-    """
-    host = "index.docker.io" if registry in _DOCKER_HUB else registry
-    base = f"{host}/{repository}" if host else repository
-    names = [base, f"{base}@{digest}"] + [f"{base}:{tag}" for tag in tags]
-    return tuple(names)
 
 
 # -- evaluation inputs -----------------------------------------------------------------------------------------

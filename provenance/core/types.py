@@ -78,8 +78,8 @@ class ImageRef:
             # Docker's rule: the first component is a registry only if it looks like a host.
             repository = value.split("@", 1)[0].rsplit(":", 1)[0] if match.group("tag") else value.split("@", 1)[0]
             registry = DEFAULT_REGISTRY
-            if "/" not in repository:
-                repository = f"library/{repository}"
+        if registry.lower() in ("docker.io", "registry-1.docker.io", "index.docker.io") and "/" not in repository:
+            repository = f"library/{repository}"  # Docker Hub's official images, however the host is spelled
         digest = Digest.parse(match.group("digest")) if match.group("digest") else None
         tag = match.group("tag")
         if tag is None and digest is None:

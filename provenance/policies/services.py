@@ -22,11 +22,11 @@ from django.utils import timezone
 from provenance.accounts import services as audit
 from provenance.artifacts.models import Artifact, Evidence, Tag
 from provenance.core import policy as core
-from provenance.core.errors import MalformedEvidenceError, ProvenanceError, TrustRootError
+from provenance.core.errors import ProvenanceError, TrustRootError
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
-from provenance.core.types import ImageRef, SignedLayer
+from provenance.core.types import SignedLayer
 from provenance.policies.models import ArtifactTrust, Cause, Policy, Reevaluation, Status, TrustEvent
-from provenance.sources.models import Source
+from provenance.sources.models import Source, registry_host
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
 
@@ -189,17 +189,9 @@ def _chunks(ids: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
 
 
 def _source_info() -> dict[int, tuple[str, str]]:
-    """Per source: the registry host its artifacts live on ('' for an OCI layout) and its trust root's name."""
-    info: dict[int, tuple[str, str]] = {}
-    for pk, kind, location, root in Source.objects.values_list("pk", "kind", "location", "trust_root__name"):
-        registry = ""
-        if kind == Source.Kind.IMAGE:
-            try:
-                registry = ImageRef.parse(location).registry
-            except MalformedEvidenceError:
-                registry = ""
-        info[pk] = (registry, root)
-    return info
+    """Per source: the registry host its artifacts live on (``oci-layout`` for a layout) and its trust root's name."""
+    return {pk: (registry_host(kind, location), root)
+            for pk, kind, location, root in Source.objects.values_list("pk", "kind", "location", "trust_root__name")}
 
 
 def load_facts(artifact_ids: Sequence[int] | None, *, statement_types: Iterable[str] = ()) -> dict[int, _Row]:

@@ -31,7 +31,7 @@ metadata:
   name: demo-release-signature
 spec:
   images:
-    - glob: "{DEMO_SOURCE_NAME}"
+    - glob: "oci-layout/{DEMO_SOURCE_NAME}"
   authorities:
     - name: release-workflow
       keyless:
@@ -46,7 +46,7 @@ metadata:
 spec:
   mode: warn
   images:
-    - glob: "{DEMO_SOURCE_NAME}"
+    - glob: "oci-layout/{DEMO_SOURCE_NAME}"
   authorities:
     - name: release-workflow-provenance
       keyless:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from django.db import models
 
+from provenance.core.errors import MalformedEvidenceError
+from provenance.core.names import LAYOUT_REGISTRY
+from provenance.core.types import ImageRef
+
 
 class Source(models.Model):
     """Where images come from. Registry credentials are stored encrypted (Fernet) and never shown back."""
@@ -64,6 +68,21 @@ class Source(models.Model):
     @property
     def is_registry(self) -> bool:
         return self.kind in {self.Kind.IMAGE, self.Kind.REPOSITORY}
+
+    @property
+    def registry_host(self) -> str:
+        """The registry its images live on, as names spell it (``oci-layout`` for a layout; see core.names)."""
+        return registry_host(self.kind, self.location)
+
+
+def registry_host(kind: str, location: str) -> str:
+    """The registry host of a source of ``kind`` at ``location`` ("" when the location does not parse)."""
+    if kind not in {Source.Kind.IMAGE, Source.Kind.REPOSITORY}:
+        return LAYOUT_REGISTRY
+    try:
+        return ImageRef.parse(location).registry
+    except MalformedEvidenceError:
+        return ""
 
 
 class Scan(models.Model):

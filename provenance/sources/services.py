@@ -45,7 +45,7 @@ from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
 from provenance.core.verify import Verified
 from provenance.policies import services as policy_services
-from provenance.sources.models import Scan, Source
+from provenance.sources.models import Scan, Source, registry_host
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
 
@@ -126,8 +126,6 @@ def _signature_place(signature_repository: str, default_registry: str) -> tuple[
     return default_registry, validate_repository(signature_repository)
 
 
-def _registry_host(source_kind: str, location: str) -> str:
-    return ImageRef.parse(location).registry if source_kind == Source.Kind.IMAGE else _split_repository(location)[0]
 
 
 @transaction.atomic
@@ -177,7 +175,7 @@ def create_source(
     if signature_repository:
         if not is_registry:
             raise MalformedEvidenceError("a signature repository applies to registry sources", code="bad_reference")
-        _signature_place(signature_repository, _registry_host(kind, location))
+        _signature_place(signature_repository, registry_host(kind, location))
     if (username or password) and not is_registry:
         raise MalformedEvidenceError("credentials apply to registry sources", code="bad_credentials")
     if ca_certificates and "BEGIN CERTIFICATE" not in ca_certificates:
@@ -364,7 +362,7 @@ def open_access(source: Source) -> Iterator[Access]:
             raise
         access = Access(layout, _closers=[lambda: shutil.rmtree(scratch, ignore_errors=True)])
     else:
-        host = _registry_host(source.kind, source.location)
+        host = source.registry_host
         client = _client(source, host, with_credentials=True)
         access = Access(client, _closers=[client.close])
         if source.signature_repository:
@@ -391,7 +389,7 @@ def open_registry(source: Source) -> Registry:
     """Return the read-side client for a registry or layout-directory source (the caller closes it)."""
     if source.kind == Source.Kind.LAYOUT:
         return OciLayout(Path(source.location))
-    return _client(source, _registry_host(source.kind, source.location), with_credentials=True)
+    return _client(source, source.registry_host, with_credentials=True)
 
 
 def identity_policy(source: Source) -> IdentityPolicy | None:

@@ -20,6 +20,7 @@ from provenance.core.policy import (
     image_names,
     parse_policy,
 )
+from provenance.core.types import ImageRef
 
 ISSUE_POLICY = (Path(__file__).resolve().parents[1] / "policies" / "issue_policy.yaml").read_text()
 HEADER = "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: p\n"
@@ -158,6 +159,9 @@ def test_warns_on_an_identity_without_subject_and_keyless_without_identities():
     ("*", "index.docker.io/library/ubuntu", True),
     ("*/*", "index.docker.io/myuser/app", True),
     ("ghcr.io/foo", "prefix-ghcr.io/foo", False),
+    ("ghcr.io/myorg/**", "ghcr.io/myorganisation/app", False),
+    ("*", "index.docker.io/myorg/nginx", False),
+    ("oci-layout/**", "oci-layout/demo-fleet:v1", True),
 ])
 def test_globs_match_as_policy_controller_does(glob, name, matches):
     assert bool(compile_glob(glob).match(name)) is matches
@@ -171,9 +175,25 @@ def test_bad_globs_are_refused():
 
 
 def test_image_names_spell_docker_hub_as_policy_controller_does():
-    names = image_names("registry-1.docker.io", "library/ubuntu", "sha256:" + "a" * 64, ["22.04"])
-    assert names[0] == "index.docker.io/library/ubuntu" and "index.docker.io/library/ubuntu:22.04" in names
-    assert image_names("", "demo-fleet", "sha256:" + "a" * 64)[0] == "demo-fleet"
+    digest = "sha256:" + "a" * 64
+    names = image_names("registry-1.docker.io", "library/ubuntu", digest, ["22.04"])
+    assert names == ("index.docker.io/library/ubuntu", f"index.docker.io/library/ubuntu@{digest}",
+                     "index.docker.io/library/ubuntu:22.04")
+    for alias in ("docker.io", "index.docker.io", "Registry-1.Docker.IO"):
+        assert image_names(alias, "ubuntu", digest)[0] == "index.docker.io/library/ubuntu"
+        assert image_names(alias, "myorg/app", digest)[0] == "index.docker.io/myorg/app"
+    for reference in ("ubuntu", "docker.io/ubuntu:22.04", "index.docker.io/library/ubuntu"):
+        ref = ImageRef.parse(reference)
+        assert image_names(ref.registry, ref.repository, digest)[0] == "index.docker.io/library/ubuntu", reference
+    assert image_names("ghcr.io", "myorg/app", digest)[0] == "ghcr.io/myorg/app"  # no library/ elsewhere
+    assert image_names("localhost:5000", "app", digest)[0] == "localhost:5000/app"
+
+
+def test_an_oci_layout_is_named_oci_layout_slash_its_name():
+    names = image_names("", "demo-fleet", "sha256:" + "a" * 64, ["v1"])
+    assert names[0] == "oci-layout/demo-fleet" and "oci-layout/demo-fleet:v1" in names
+    assert image_names("oci-layout", "demo-fleet", "sha256:" + "a" * 64)[0] == "oci-layout/demo-fleet"
+    assert compile_glob("oci-layout/**").match(names[2]) and not compile_glob("ghcr.io/**").match(names[0])
 
 
 def _facts(*evidence: EvidenceFacts) -> ArtifactFacts:

@@ -19,7 +19,7 @@ metadata:
   name: demo
 spec:
   images:
-    - glob: "demo-fleet*"
+    - glob: "oci-layout/demo-fleet*"
   authorities:
     - name: release-workflow
       keyless:

@@ -13,7 +13,7 @@ import rfc8785
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dh
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from provenance.core.trustroot import LogKey, TrustRoot, spki_sha256
@@ -213,7 +213,7 @@ def _v2_verifier_problem(problems: list[str], verifier: dict[str, Any], signer: 
             logged_key = logged_cert.public_key()
         elif key is not None:
             loaded = serialization.load_der_public_key(key)
-            if isinstance(loaded, dh.DHPublicKey):
+            if not isinstance(loaded, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
                 problems.append("the logged public key is not a signing key")
                 return
             logged_key = loaded
