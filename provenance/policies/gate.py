@@ -36,7 +36,7 @@ from django.utils import timezone
 from provenance.artifacts.models import Artifact, Tag
 from provenance.core import policy as core
 from provenance.core.errors import MalformedEvidenceError, NotFoundError, ProvenanceError
-from provenance.core.oci import RegistryClient
+from provenance.core.oci import RegistryClient, validate_repository
 from provenance.core.types import Digest, ImageRef
 from provenance.policies import services as policy_services
 from provenance.policies.models import ArtifactTrust, Cause, Policy, Reevaluation, Status
@@ -165,7 +165,9 @@ def parse_image(image: object) -> ImageRef:
         raise MalformedEvidenceError("give the image as ?image=registry/repository:tag or "
                                      "registry/repository@sha256:<hex>", code="image_reference_invalid")
     try:
-        return ImageRef.parse(image)
+        ref = ImageRef.parse(image)
+        validate_repository(ref.repository)
+        return ref
     except MalformedEvidenceError as err:
         raise MalformedEvidenceError(f"{err.message}: expected registry/repository:tag or "
                                      "registry/repository@sha256:<hex>", code="image_reference_invalid") from err
