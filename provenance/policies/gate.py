@@ -229,15 +229,19 @@ def _place_sources(host: str, repository: str) -> tuple[list[Source], list[Sourc
 
 
 def _client(host: str, same: list[Source], host_only: list[Source]) -> RegistryClient:
-    """A client for ``host``: credentials only from a source for the same repository, never from elsewhere."""
-    if same:
-        client = source_services._client(same[0], host, with_credentials=True)
-    elif host_only:
-        client = source_services._client(host_only[0], host, with_credentials=False)
-    else:
-        client = RegistryClient(host, timeout=RESOLVE_TIMEOUT_SECONDS, retries=1)
-    client.retries = min(client.retries, 1)
-    return client
+    """A client for ``host`` with a short timeout: credentials only from a source for the same repository (never
+    from a source for another one), TLS settings from any source on the host."""
+    template = same[0] if same else (host_only[0] if host_only else None)
+    password = source_services._password(same[0]) if same else None
+    return RegistryClient(
+        host,
+        username=same[0].username if password is not None else None,
+        password=password,
+        insecure=template.is_insecure if template is not None else False,
+        ca_certificates=(template.ca_certificates or None) if template is not None else None,
+        timeout=min(RESOLVE_TIMEOUT_SECONDS, float(settings.PROVENANCE_HTTP_TIMEOUT)),
+        retries=1,
+    )
 
 
 def _registry_digest(host: str, ref: ImageRef) -> Digest | None:

@@ -248,3 +248,27 @@ def test_wait_returns_the_verdict_once_a_worker_stored_it(celery_worker, api, pu
     assert time.monotonic() - started < 60
     assert "scan_source" in celery_worker.log()
     assert Scan.objects.get(source__location=reference).state == Scan.State.DONE
+
+
+def test_registry_is_asked_with_the_credentials_of_a_source_for_that_repository_only(api, basic_auth_registry):
+    from provenance.trust.models import TrustRoot
+    from tests.plugins.registry import make_image, push_image
+
+    with basic_auth_registry.authed_client() as client:
+        digest = push_image(client, "gate/private", make_image("gate-private"), "1.0")
+        push_image(client, "gate/elsewhere", make_image("gate-elsewhere"), "1.0")
+    root = TrustRoot.objects.create(name="unused-root", document="{}")
+    source_services.create_source(
+        name="private", kind=Source.Kind.REPOSITORY, location=f"{basic_auth_registry.host}/gate/private",
+        trust_root=root, is_insecure=True, username=basic_auth_registry.username,
+        password=basic_auth_registry.password)
+    response = check(api, f"{basic_auth_registry.host}/gate/private:1.0")
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert body["resolved"] == "registry" and body["digest"] == str(digest) and body["pending"] is True
+    queued = Scan.objects.select_related("source").get(pk=body["scan"]).source
+    assert queued.has_credentials and queued.username == basic_auth_registry.username
+    # Another repository on the same registry: no source covers it, so no credentials are sent, and the registry
+    # refuses the anonymous request.
+    refused = check(api, f"{basic_auth_registry.host}/gate/elsewhere:1.0")
+    assert refused.status_code == 502 and refused.json()["error"] == "authentication_failed", refused.json()
