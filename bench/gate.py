@@ -106,6 +106,7 @@ class BenchDatabase:
 
     def __enter__(self) -> BenchDatabase:
         os.environ["PROVENANCE_DATA_DIR"] = str(self.data_dir)
+        (self.data_dir / "staticfiles").mkdir()
         if self.is_postgres:
             import psycopg
 
