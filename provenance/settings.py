@@ -219,6 +219,8 @@ PROVENANCE_HTTP_RETRIES = env_int("PROVENANCE_HTTP_RETRIES", 3)
 PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 4)  # images looked at at once, per scan
 PROVENANCE_RESCAN_INTERVAL = env_int("PROVENANCE_RESCAN_INTERVAL", 3600)  # seconds between scheduled scans
 PROVENANCE_FERNET_KEY = os.environ.get("PROVENANCE_FERNET_KEY", "")
+PROVENANCE_ADMISSION_UNKNOWN = os.environ.get("PROVENANCE_ADMISSION_UNKNOWN", "deny")  # or allow (and queue a scan)
+PROVENANCE_ADMISSION_TAGS = os.environ.get("PROVENANCE_ADMISSION_TAGS", "resolve")  # or deny (digests only)
 
 REST_FRAMEWORK = {
     # The first class answers 401 with `WWW-Authenticate: Bearer`; a session needs CSRF on every change.

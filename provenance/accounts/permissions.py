@@ -19,13 +19,14 @@ class RolePermission(permissions.BasePermission):
 
     read: Role = Role.VIEWER
     write: Role = Role.ADMIN
+    question = False  # a POST that only asks (an AdmissionReview) counts as a read
     message = "your role does not allow this"
     code = "permission_denied"
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False  # DRF answers 401 with WWW-Authenticate
-        safe = request.method in permissions.SAFE_METHODS
+        safe = request.method in permissions.SAFE_METHODS or self.question
         if not safe and isinstance(request.auth, ApiToken) and request.auth.scope != ApiToken.Scope.WRITE:
             self.message = "this token is read-only (scope read)"
             self.code = "token_scope"
@@ -41,3 +42,4 @@ AdminOnly = needs(read=Role.ADMIN, write=Role.ADMIN)  # the default for a view t
 ViewerReads = needs(read=Role.VIEWER, write=Role.ADMIN)  # read-only endpoints: writes never reach them
 OperatorWrites = needs(read=Role.VIEWER, write=Role.OPERATOR)
 AdminWrites = needs(read=Role.VIEWER, write=Role.ADMIN)
+ViewerAsks = type("ViewerAsks", (RolePermission,), {"read": Role.VIEWER, "write": Role.VIEWER, "question": True})

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import APIRootView, DefaultRouter
 
 from provenance.accounts.permissions import ViewerReads
-from provenance.api import views
+from provenance.api import gate_views, views
 from provenance.policies.api import PolicyViewSet
 
 
@@ -28,6 +28,8 @@ router.register("tokens", views.ApiTokenViewSet)
 router.register("audit", views.AuditEventViewSet)
 
 urlpatterns = [
+    path("v1/check/", gate_views.CheckView.as_view(), name="api-check"),
+    path("v1/admission/", gate_views.AdmissionView.as_view(), name="api-admission"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[ViewerReads]), name="api-schema"),
 ]

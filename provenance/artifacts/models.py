@@ -38,6 +38,8 @@ class Artifact(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "repository", "digest"], name="artifact_unique_per_source"),
         ]
+        # The gate looks an image up by its place (repository) and digest, and a tag by repository and name.
+        indexes = [models.Index(fields=["repository", "digest"], name="artifact_repository_digest")]
 
     def __str__(self) -> str:
         return f"{self.repository}@{self.digest}"
@@ -66,6 +68,7 @@ class Tag(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["artifact", "name"], name="tag_unique_per_artifact")]
+        indexes = [models.Index(fields=["name"], name="tag_name")]
 
 
 class TagEvent(models.Model):

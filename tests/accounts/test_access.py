@@ -69,6 +69,7 @@ API = [
     ("GET", "apitoken-list", "viewer"), ("POST", "apitoken-list", "viewer"), ("GET", "apitoken-detail", "admin"),
     ("DELETE", "apitoken-detail", "admin"),
     ("GET", "auditevent-list", "viewer"), ("GET", "auditevent-detail", "viewer"),
+    ("GET", "api-check", "viewer"), ("POST", "api-admission", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
