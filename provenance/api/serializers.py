@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from provenance.accounts.models import ApiToken, AuditEvent
 from provenance.artifacts.models import Artifact, Evidence, TagEvent
+from provenance.policies.models import ArtifactTrust, Policy, TrustEvent
 from provenance.sources.models import Scan, Source
 from provenance.trust.models import PublicKey, TrustRoot
 
@@ -166,3 +167,33 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "at", "actor", "action", "object_type", "object_id", "object_repr", "detail", "ip"]
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Policy
+        fields = ["id", "name", "mode", "is_enabled", "version", "source", "warnings", "parsed", "created_at",
+                  "updated_at"]
+        read_only_fields = ["name", "mode", "version", "warnings", "parsed", "created_at", "updated_at"]
+        extra_kwargs = {"source": {"trim_whitespace": False}}
+
+
+class DryRunSerializer(serializers.Serializer):
+    source = serializers.CharField(max_length=256 * 1024, trim_whitespace=False)
+    is_enabled = serializers.BooleanField(default=True)
+    replacing = serializers.PrimaryKeyRelatedField(queryset=Policy.objects.all(), required=False, allow_null=True)
+
+
+class TrustEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrustEvent
+        fields = ["at", "cause", "detail", "previous_status", "status", "code", "reason"]
+
+
+class ArtifactTrustSerializer(serializers.ModelSerializer):
+    digest = serializers.CharField(source="artifact.digest")
+    repository = serializers.CharField(source="artifact.repository")
+
+    class Meta:
+        model = ArtifactTrust
+        fields = ["digest", "repository", "status", "code", "reason", "details", "evaluated_at"]

@@ -4,7 +4,6 @@ from rest_framework.routers import APIRootView, DefaultRouter
 
 from provenance.accounts.permissions import ViewerReads
 from provenance.api import views
-from provenance.policies.api import PolicyViewSet
 
 
 class _Root(APIRootView):
@@ -22,7 +21,7 @@ router.register("artifacts", views.ArtifactViewSet)
 router.register("sources", views.SourceViewSet)
 router.register("scans", views.ScanViewSet)
 router.register("trust-roots", views.TrustRootViewSet)
-router.register("policies", PolicyViewSet)
+router.register("policies", views.PolicyViewSet)
 router.register("public-keys", views.PublicKeyViewSet)
 router.register("tokens", views.ApiTokenViewSet)
 router.register("audit", views.AuditEventViewSet)

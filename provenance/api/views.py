@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.http import HttpResponse
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -12,6 +13,9 @@ from provenance.accounts.roles import Role, has_role
 from provenance.api import serializers
 from provenance.artifacts import services as artifact_services
 from provenance.artifacts.models import Artifact
+from provenance.core.policy import dump_policy
+from provenance.policies import services as policy_services
+from provenance.policies.models import ArtifactTrust, Policy, TrustEvent
 from provenance.sources import services as source_services
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services
@@ -64,6 +68,61 @@ class ScanViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ViewerReads]
     queryset = Scan.objects.all()
     serializer_class = serializers.ScanSerializer
+
+
+class PolicyViewSet(viewsets.ModelViewSet):
+    """ClusterImagePolicy documents. Writes validate (400 ``policy_invalid``/``rego_invalid`` with the line) and
+    re-evaluate the affected artifacts in the background."""
+
+    queryset = Policy.objects.all()
+    serializer_class = serializers.PolicySerializer
+    permission_classes = [OperatorWrites]  # viewer reads; operator writes, dry-runs and re-evaluates
+
+    def perform_create(self, serializer: serializers.PolicySerializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = policy_services.save_policy(data["source"], enabled=data.get("is_enabled", True))
+
+    def perform_update(self, serializer: serializers.PolicySerializer) -> None:
+        policy = serializer.instance
+        data = serializer.validated_data
+        serializer.instance = policy_services.save_policy(data.get("source", policy.source), policy=policy,
+                                                          enabled=data.get("is_enabled", policy.is_enabled))
+
+    def perform_destroy(self, instance: Policy) -> None:
+        policy_services.delete_policy(instance)
+
+    @action(detail=False, methods=["post"], url_path="dry-run", serializer_class=serializers.DryRunSerializer)
+    def dry_run(self, request: Request) -> Response:
+        """Evaluate a draft over the fleet from stored evidence; nothing is saved."""
+        serializer = serializers.DryRunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        report = policy_services.dry_run(data["source"].replace("\r\n", "\n"), replacing=data.get("replacing"),
+                                         enabled=data["is_enabled"])
+        return Response(report.as_dict())
+
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str | None = None) -> HttpResponse:
+        policy = self.get_object()
+        text = policy.source
+        if request.query_params.get("normalized"):
+            text = dump_policy(policy_services.parse(policy.source))
+        return HttpResponse(text, content_type="application/yaml; charset=utf-8")
+
+    @action(detail=False, methods=["get"], url_path=r"verdicts/(?P<digest>sha(256|384|512):[0-9a-f]+)",
+            serializer_class=serializers.ArtifactTrustSerializer)
+    def verdict(self, request: Request, digest: str) -> Response:
+        """An artifact's trust status under the policies, with its history."""
+        artifact = artifact_services.find_artifact(digest)
+        trust = ArtifactTrust.objects.filter(artifact=artifact).select_related("artifact").first()
+        body = serializers.ArtifactTrustSerializer(trust).data if trust else {"digest": digest, "status": "pending"}
+        history = TrustEvent.objects.filter(artifact=artifact)[:200]
+        body["history"] = serializers.TrustEventSerializer(history, many=True).data
+        return Response(body)
+
+    @action(detail=False, methods=["get"])
+    def coverage(self, request: Request) -> Response:
+        return Response([c.as_dict() for c in policy_services.coverage()])
 
 
 class TrustRootViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
