@@ -52,7 +52,7 @@ PAGES = [
     ("GET", "users", "admin"), ("POST", "users", "admin"), ("GET", "audit", "viewer"),
 ]
 API = [
-    ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"),
+    ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"), ("GET", "api-docs", "viewer"),
     ("GET", "artifact-list", "viewer"), ("GET", "api:artifact-detail", "viewer"),
     ("GET", "source-list", "viewer"), ("POST", "source-list", "operator"), ("GET", "api:source-detail", "viewer"),
     ("POST", "api:source-scan", "operator"), ("GET", "source-tag-history", "viewer"),
@@ -86,7 +86,7 @@ def _routes() -> Iterator[tuple[str, str, str, object]]:
                 yield prefix + str(pattern.pattern), pattern.callback, pattern.name or ""
     page_names = {name for _, name, _ in PAGES}
     for route, callback, name in walk(get_resolver().url_patterns, ""):
-        kind = "api" if route.startswith("api/") else "page"
+        kind = "api" if route.startswith("api/") and name != "api-docs" else "page"  # the docs: a page for people
         key = f"api:{name}" if kind == "api" and name in page_names else name
         yield key, route, kind, callback
 
