@@ -3,11 +3,13 @@ EXISTS; none runs a query per row. A bad value is a 400 naming the parameter."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 
 from provenance.accounts.models import AuditEvent
 from provenance.artifacts.models import Artifact, Evidence, TagEvent, TrustStatus
@@ -32,6 +34,23 @@ class ImageReferenceField(forms.CharField):
 
 class ImageReferenceFilter(filters.CharFilter):
     field_class = ImageReferenceField
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, converted to UTC here: PostgreSQL refuses some offsets Python accepts (beyond ±15:59)."""
+
+    def clean(self, value: Any) -> dt.datetime | None:
+        moment = super().clean(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(dt.UTC)
+        except OverflowError as err:
+            raise forms.ValidationError("a time between the years 1 and 9999", code="invalid") from err
+
+
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 def _registry_of(source: Source) -> str:
@@ -66,7 +85,7 @@ class ArtifactFilter(filters.FilterSet):
                                           "(a certificate's subject, e.g. a workflow URL or an e-mail).")
     issuer = filters.CharFilter(method="filter_issuer", max_length=500,
                                 help_text="Artifacts with verified evidence whose signer's OIDC issuer is this.")
-    checked_since = filters.IsoDateTimeFilter(field_name="checked_at", lookup_expr="gte",
+    checked_since = UtcDateTimeFilter(field_name="checked_at", lookup_expr="gte",
                                               help_text="Checked at or after this time (ISO 8601).")
     ordering = filters.OrderingFilter(fields=["checked_at", "repository", "digest", "status", "created_at"],
                                       help_text="Sort order (default `-checked_at`; ties by newest first).")
@@ -116,7 +135,7 @@ class SourceFilter(filters.FilterSet):
 class ScanFilter(filters.FilterSet):
     state = filters.ChoiceFilter(choices=Scan.State.choices)
     source = filters.ModelChoiceFilter(queryset=Source.objects.all(), help_text="The source's id.")
-    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte",
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte",
                                       help_text="Asked for at or after this time (ISO 8601).")
 
     class Meta:
@@ -139,7 +158,7 @@ class AuditEventFilter(filters.FilterSet):
                                 help_text="Actions starting with this, e.g. `source.` or `token.create`.")
     actor = filters.CharFilter(field_name="actor_name", max_length=150, help_text="The actor's username.")
     object_type = filters.CharFilter(max_length=60)
-    since = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte",
+    since = UtcDateTimeFilter(field_name="at", lookup_expr="gte",
                                       help_text="At or after this time (ISO 8601).")
 
     class Meta:

@@ -76,7 +76,7 @@ class ArtifactSerializer(serializers.ModelSerializer):
 class ArtifactDetailSerializer(ArtifactSerializer):
     evidence = EvidenceSerializer(many=True)
     platforms = ArtifactChildSerializer(many=True, source="children")
-    parent = serializers.CharField(source="parent.digest", default=None)
+    parent = serializers.CharField(source="parent.digest", default=None, allow_null=True, read_only=True)
 
     class Meta(ArtifactSerializer.Meta):
         fields = [*ArtifactSerializer.Meta.fields, "parent", "platforms", "evidence"]

@@ -19,7 +19,7 @@ from provenance.artifacts import services as artifact_services
 from provenance.artifacts.models import Artifact, TagEvent
 from provenance.core.policy import dump_policy
 from provenance.policies import services as policy_services
-from provenance.policies.models import ArtifactTrust, Policy, TrustEvent
+from provenance.policies.models import ArtifactTrust, Policy, Status, TrustEvent
 from provenance.sources import services as source_services
 from provenance.sources.models import Scan, Source
 from provenance.trust import services as trust_services
@@ -122,7 +122,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("normalized", OpenApiTypes.BOOL, description="Normalized, not as imported.")],
-        responses={(200, "application/yaml"): OpenApiResponse(OpenApiTypes.STR, description="The YAML.")})
+        responses={(200, "application/yaml"): OpenApiResponse(OpenApiTypes.OBJECT, description="The YAML.")})
     @action(detail=True, methods=["get"], filterset_class=None)
     def export(self, request: Request, pk: str | None = None) -> HttpResponse:
         policy = self.get_object()
@@ -140,7 +140,9 @@ class PolicyViewSet(viewsets.ModelViewSet):
         """An artifact's trust status under the policies, with its history."""
         artifact = artifact_services.find_artifact(digest)
         trust = ArtifactTrust.objects.filter(artifact=artifact).select_related("artifact").first()
-        body = serializers.ArtifactTrustSerializer(trust).data if trust else {"digest": digest, "status": "pending"}
+        if trust is None:  # not evaluated yet: the same shape, pending
+            trust = ArtifactTrust(artifact=artifact, status=Status.PENDING)
+        body = dict(serializers.ArtifactTrustSerializer(trust).data)
         history = TrustEvent.objects.filter(artifact=artifact)[:200]
         body["history"] = serializers.TrustEventSerializer(history, many=True).data
         return Response(body)
