@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "template_partials",
     "django_htmx",
     "provenance.accounts",
@@ -222,6 +224,15 @@ PROVENANCE_FERNET_KEY = os.environ.get("PROVENANCE_FERNET_KEY", "")
 PROVENANCE_ADMISSION_UNKNOWN = os.environ.get("PROVENANCE_ADMISSION_UNKNOWN", "deny")  # or allow (and queue a scan)
 PROVENANCE_ADMISSION_TAGS = os.environ.get("PROVENANCE_ADMISSION_TAGS", "resolve")  # or deny (digests only)
 
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as ``100/minute`` (per second, minute, hour or day), for the API's throttles."""
+    value = (os.environ.get(name) or default).strip()
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period not in {"second", "minute", "hour", "day", "s", "m", "h", "d"}:
+        raise ImproperlyConfigured(f"{name} must be a rate like 100/minute (second, minute, hour, day), not {value!r}")
+    return value
+
+
 REST_FRAMEWORK = {
     # The first class answers 401 with `WWW-Authenticate: Bearer`; a session needs CSRF on every change.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -231,14 +242,43 @@ REST_FRAMEWORK = {
     ],
     # Every view declares what it needs (accounts.permissions.needs); the default is the strictest.
     "DEFAULT_PERMISSION_CLASSES": ["provenance.accounts.permissions.AdminOnly"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Small lists: limit/offset with a count; the large ones (artifacts, scans, audit, tag history) declare a
+    # keyset cursor (provenance.api.pagination).
+    "DEFAULT_PAGINATION_CLASS": "provenance.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "provenance.api.schema.ApiSchema",
     "EXCEPTION_HANDLER": "provenance.api.exceptions.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": "6000/hour"},
+    "DEFAULT_THROTTLE_CLASSES": [
+        "provenance.api.throttling.AnonThrottle",
+        "provenance.api.throttling.UserThrottle",
+        "provenance.api.throttling.TokenWriteThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("PROVENANCE_API_ANON_RATE", "300/minute"),
+        "user": env_rate("PROVENANCE_API_RATE", "6000/hour"),
+        "token_write": env_rate("PROVENANCE_API_WRITE_RATE", "1200/hour"),
+    },
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Provenance API", "VERSION": "1", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Provenance API",
+    "DESCRIPTION": "Signatures and attestations of container images, verified; policies and their verdicts. "
+                   "Authenticate with a session or `Authorization: Bearer prv_…`. Errors are "
+                   '`{"error": "<code>", "detail": "…"}`.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page's JavaScript and CSS are served from the vendored drf-spectacular-sidecar (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "VerificationStatusEnum": "provenance.artifacts.models.TrustStatus",
+        "PolicyStatusEnum": "provenance.policies.models.Status",
+        "ScanStateEnum": "provenance.sources.models.Scan.State",
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -21,8 +21,24 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         elif isinstance(exc, AccessError):
             code = status.HTTP_502_BAD_GATEWAY
         return Response({"error": exc.code, "detail": exc.message}, status=code)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        exc = _throttle_anonymous(exc, context)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
         detail = response.data["detail"]
         response.data = {"error": getattr(detail, "code", "error"), "detail": str(detail)}
     return response
+
+
+def _throttle_anonymous(exc: exceptions.APIException, context: dict[str, Any]) -> exceptions.APIException:
+    """Count a request refused for want of (valid) credentials against the client address's ``anon`` budget:
+    DRF checks permissions before throttles, so a 401 would otherwise never be counted."""
+    from provenance.api.throttling import AnonThrottle
+
+    request, view = context.get("request"), context.get("view")
+    if request is None:
+        return exc
+    throttle = AnonThrottle()
+    if throttle.allow_request(request, view):
+        return exc
+    return exceptions.Throttled(throttle.wait())

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provenance.accounts.models import ApiToken, AuditEvent
 from provenance.artifacts.models import Artifact, Evidence, TagEvent
+from provenance.policies.models import ArtifactTrust, Policy, Status, TrustEvent
 from provenance.sources.models import Scan, Source
 from provenance.trust.models import PublicKey, TrustRoot
 
@@ -34,27 +38,45 @@ class ArtifactChildSerializer(serializers.ModelSerializer):
         fields = ["digest", "platform", "media_type", "status", "status_code", "status_reason"]
 
 
+class PolicyVerdictSerializer(serializers.Serializer):
+    """An artifact's verdict under the enabled policies (``pending`` until first evaluated)."""
+
+    status = serializers.ChoiceField(choices=Status.choices)
+    code = serializers.CharField(allow_blank=True)
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+
+
+_PENDING = {"status": Status.PENDING.value, "code": "", "evaluated_at": None}
+
+
 class ArtifactSerializer(serializers.ModelSerializer):
     source = serializers.CharField(source="source.name")
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     verified = serializers.SerializerMethodField()
     reason = serializers.CharField(source="status_reason")
+    policy = serializers.SerializerMethodField()
 
     class Meta:
         model = Artifact
         fields = [
             "digest", "repository", "source", "media_type", "platform", "tags", "status", "verified",
-            "status_code", "reason", "checked_at",
+            "status_code", "reason", "checked_at", "policy",
         ]
 
     def get_verified(self, obj: Artifact) -> bool:
         return obj.status == "verified"
 
+    @extend_schema_field(PolicyVerdictSerializer)
+    def get_policy(self, obj: Artifact) -> dict[str, Any]:
+        # Lists select the verdict with the artifact (one join); a missing row is an artifact not evaluated yet.
+        trust = getattr(obj, "trust", None)
+        return dict(_PENDING) if trust is None else PolicyVerdictSerializer(trust).data
+
 
 class ArtifactDetailSerializer(ArtifactSerializer):
     evidence = EvidenceSerializer(many=True)
     platforms = ArtifactChildSerializer(many=True, source="children")
-    parent = serializers.CharField(source="parent.digest", default=None)
+    parent = serializers.CharField(source="parent.digest", default=None, allow_null=True, read_only=True)
 
     class Meta(ArtifactSerializer.Meta):
         fields = [*ArtifactSerializer.Meta.fields, "parent", "platforms", "evidence"]
@@ -90,6 +112,13 @@ class SourceSerializer(serializers.ModelSerializer):
         read_only_fields = ["last_error", "last_scanned_at", "created_at"]
 
 
+class SigningServiceSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    url = serializers.CharField()
+    api_version = serializers.IntegerField()
+    operator = serializers.CharField(allow_blank=True)
+
+
 class TrustRootSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrustRoot
@@ -98,6 +127,7 @@ class TrustRootSerializer(serializers.ModelSerializer):
 
     signing_services = serializers.SerializerMethodField()
 
+    @extend_schema_field(SigningServiceSerializer(many=True))
     def get_signing_services(self, row: TrustRoot) -> list[dict[str, object]]:
         from provenance.trust.services import signing_services
 
@@ -166,3 +196,102 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "at", "actor", "action", "object_type", "object_id", "object_repr", "detail", "ip"]
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Policy
+        fields = ["id", "name", "mode", "is_enabled", "version", "source", "warnings", "parsed", "created_at",
+                  "updated_at"]
+        read_only_fields = ["name", "mode", "version", "warnings", "parsed", "created_at", "updated_at"]
+        extra_kwargs = {"source": {"trim_whitespace": False}}
+
+
+class DryRunSerializer(serializers.Serializer):
+    source = serializers.CharField(max_length=256 * 1024, trim_whitespace=False)
+    is_enabled = serializers.BooleanField(default=True)
+    replacing = serializers.PrimaryKeyRelatedField(queryset=Policy.objects.all(), required=False, allow_null=True)
+
+
+class TrustEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrustEvent
+        fields = ["at", "cause", "detail", "previous_status", "status", "code", "reason"]
+
+
+class ArtifactTrustSerializer(serializers.ModelSerializer):
+    digest = serializers.CharField(source="artifact.digest")
+    repository = serializers.CharField(source="artifact.repository")
+
+    class Meta:
+        model = ArtifactTrust
+        fields = ["digest", "repository", "status", "code", "reason", "details", "evaluated_at"]
+
+
+class VerdictSerializer(ArtifactTrustSerializer):
+    history = TrustEventSerializer(many=True, help_text="The status changes, newest first (at most 200).")
+
+    class Meta(ArtifactTrustSerializer.Meta):
+        fields = [*ArtifactTrustSerializer.Meta.fields, "history"]
+
+
+# -- shapes of answers that are not a model (for the OpenAPI schema) ----------------------------------------------
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    token = serializers.CharField(help_text="The token itself (`prv_…`): shown this once, never again.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class _FlipSerializer(serializers.Serializer):
+    artifact_id = serializers.IntegerField()
+    digest = serializers.CharField()
+    repository = serializers.CharField()
+    platform = serializers.CharField(allow_blank=True)
+    before = serializers.CharField()
+    after = serializers.CharField()
+    code = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class _TransitionSerializer(serializers.Serializer):
+    # "from" is a Python keyword: declared below.
+    to = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+_TransitionSerializer._declared_fields["from"] = serializers.CharField()
+
+
+class DryRunReportSerializer(serializers.Serializer):
+    policy = serializers.CharField()
+    warnings = serializers.ListField(child=serializers.CharField())
+    total = serializers.IntegerField()
+    before = serializers.DictField(child=serializers.IntegerField(), help_text="Artifacts per status now.")
+    after = serializers.DictField(child=serializers.IntegerField(), help_text="Artifacts per status with the draft.")
+    flip_count = serializers.IntegerField()
+    transitions = _TransitionSerializer(many=True)
+    flips = _FlipSerializer(many=True)
+    seconds = serializers.FloatField()
+
+
+class CoverageSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    images = serializers.IntegerField()
+    signed = serializers.IntegerField()
+    provenance = serializers.IntegerField()
+    sbom = serializers.IntegerField()
+    unsigned_sbom = serializers.IntegerField()
+    unknown_signers = serializers.IntegerField()
+    trusted = serializers.IntegerField()
+    percent = serializers.DictField(child=serializers.IntegerField())
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every API error: a stable code and a sentence (a request's invalid fields answer a 400 per field instead)."""
+
+    error = serializers.CharField()
+    detail = serializers.CharField()

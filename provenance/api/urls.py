@@ -1,14 +1,15 @@
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import APIRootView, DefaultRouter
 
+from provenance.accounts.decorators import role_required
 from provenance.accounts.permissions import ViewerReads
+from provenance.accounts.roles import Role
 from provenance.api import gate_views, views
-from provenance.policies.api import PolicyViewSet
 
 
 class _Root(APIRootView):
-    """Viewer: the API's resources."""
+    """Viewer: the API's resources; the schema and its docs page; commands (POST) are listed in the docs."""
 
     permission_classes = [ViewerReads]
 
@@ -16,13 +17,27 @@ class _Root(APIRootView):
 class _Router(DefaultRouter):
     APIRootView = _Root
 
+    # Besides the resources: lists that are actions, and routes outside the router (when they exist: a name
+    # that does not resolve is left out of the root).
+    extra = {
+        "policy-coverage": "policy-coverage",
+        "check": "api-check",
+        "admission": "api-admission",
+        "schema": "api-schema",
+        "docs": "api-docs",
+    }
+
+    def get_api_root_view(self, api_urls=None):  # type: ignore[no-untyped-def]
+        root = {prefix: self.routes[0].name.format(basename=basename) for prefix, _, basename in self.registry}
+        return self.APIRootView.as_view(api_root_dict={**root, **self.extra})
+
 
 router = _Router()
 router.register("artifacts", views.ArtifactViewSet)
 router.register("sources", views.SourceViewSet)
 router.register("scans", views.ScanViewSet)
 router.register("trust-roots", views.TrustRootViewSet)
-router.register("policies", PolicyViewSet)
+router.register("policies", views.PolicyViewSet)
 router.register("public-keys", views.PublicKeyViewSet)
 router.register("tokens", views.ApiTokenViewSet)
 router.register("audit", views.AuditEventViewSet)
@@ -32,4 +47,8 @@ urlpatterns = [
     path("v1/admission/", gate_views.AdmissionView.as_view(), name="api-admission"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[ViewerReads]), name="api-schema"),
+    # A page for people (anonymous: to the login page): Swagger UI from drf-spectacular-sidecar's vendored
+    # files (SPECTACULAR_SETTINGS: SIDECAR), no CDN; it reads the schema with the same session.
+    path("docs/", role_required(Role.VIEWER)(
+        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[ViewerReads])), name="api-docs"),
 ]
