@@ -21,12 +21,18 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provenance.core.oci import Registry
+    from provenance.core.types import Digest
 
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_ERROR = 0, 1, 2
 PASSWORD_ENV = "PROVENANCE_REGISTRY_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 USERNAME_ENV = "PROVENANCE_REGISTRY_USERNAME"
 MAX_FILE_BYTES = 4 * 1024 * 1024  # keys and trusted roots are far smaller
 _HELP_FLAGS = frozenset({"-h", "--help"})
+_EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")  # cosign's .sig/.att/.sbom tags
 # What SQLite and PostgreSQL say about tables and columns that migrations would have created.
 _NOT_MIGRATED = re.compile(r"no such (table|column)|relation .* does not exist|column .* does not exist")
 
@@ -76,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", help="an image reference: registry/repository[:tag][@digest]")
+    parser.add_argument("image", metavar="IMAGE",
+                        help="an image reference: registry/repository[:tag][@digest]; with --local-image an OCI "
+                             "image layout directory: PATH[:TAG|@DIGEST]")
+    parser.add_argument("--local-image", action="store_true",
+                        help="IMAGE is an OCI image layout on disk (as cosign's flag), not a registry reference")
     parser.add_argument("--key", action="append", default=[], type=Path, metavar="PEM",
                         help="a signer's PEM public key, e.g. cosign.pub (repeatable; any may verify)")
     who = parser.add_mutually_exclusive_group()
@@ -135,27 +145,33 @@ def verify(options: argparse.Namespace) -> int:
     if options.timeout <= 0:
         raise UsageError("--timeout must be positive")
     try:
-        ref = ImageRef.parse(options.image)
         public_keys = tuple(core_keys.read_public_key(_read(path, "key")).pem for path in options.key)
         if options.trusted_root is None:
             trust_root = TrustRoot.production()
         else:
             trust_root = TrustRoot.from_json(_read(options.trusted_root, "trusted root"),
                                              name=options.trusted_root.name)
-        ca_file = None
-        if options.registry_cacert is not None:
-            _read(options.registry_cacert, "CA certificates")
-            ca_file = str(options.registry_cacert)
-        registry = RegistryClient(ref.registry, username=options.registry_username or None,
-                                  password=password or None, insecure=options.insecure_registry, ca_file=ca_file,
-                                  timeout=options.timeout)
+        registry: Registry
+        if options.local_image:
+            registry, repository, reference = _open_layout(options.image)
+        else:
+            ref = ImageRef.parse(options.image)
+            ca_file = None
+            if options.registry_cacert is not None:
+                _read(options.registry_cacert, "CA certificates")
+                ca_file = str(options.registry_cacert)
+            client = RegistryClient(ref.registry, username=options.registry_username or None,
+                                    password=password or None, insecure=options.insecure_registry, ca_file=ca_file,
+                                    timeout=options.timeout)
+            registry, repository, reference = client, ref.repository, ref.digest or str(ref.tag)
         try:
             check = core_report.check_image(
-                registry, ref.repository, ref.digest or str(ref.tag), label=options.image, trust_root=trust_root,
-                identity=identity, public_keys=public_keys, require_tlog=not options.insecure_ignore_tlog,
+                registry, repository, reference, label=options.image, trust_root=trust_root, identity=identity,
+                public_keys=public_keys, require_tlog=not options.insecure_ignore_tlog,
             )
         finally:
-            registry.close()
+            if isinstance(registry, RegistryClient):
+                registry.close()
     except ProvenanceError as err:
         raise UsageError(f"{err.code}: {_one_line(err.message)}") from err
     data = core_report.as_report(check)
@@ -165,6 +181,31 @@ def verify(options: argparse.Namespace) -> int:
     verdict = check.verdict()
     _error(f"not verified: {verdict.code}: {_one_line(verdict.reason)}")
     return EXIT_NOT_VERIFIED
+
+
+def _open_layout(value: str) -> tuple[Registry, str, str | Digest]:
+    """``PATH[:TAG|@DIGEST]`` → the layout, a repository name for the report, and the tag or digest.
+
+    Without a tag, the layout must hold exactly one tagged image (as ``cosign save`` writes)."""
+    from provenance.core.ocilayout import OciLayout
+    from provenance.core.types import Digest
+
+    path, reference = value, ""
+    if not (Path(value) / "oci-layout").is_file():
+        if "@" in value:
+            path, reference = value.rsplit("@", 1)
+            reference = str(Digest.parse(reference))
+        elif ":" in Path(value).name:
+            path, reference = value.rsplit(":", 1)
+    layout = OciLayout(path)
+    if not reference:
+        tags = [t for t in layout.list_tags() if not _EVIDENCE_TAG.match(t)]
+        if len(tags) != 1:
+            shown = ", ".join(tags[:10]) + (" ..." if len(tags) > 10 else "")
+            raise UsageError(f"name the image in {path}: PATH:TAG or PATH@DIGEST (its tags: {shown or 'none'})")
+        reference = tags[0]
+    name = Path(path).resolve().name or "layout"
+    return layout, name, Digest.parse(reference) if reference.startswith("sha") and ":" in reference else reference
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from provenance.core.demo import DEMO_IDENTITY, DEMO_ISSUER, build_demo_fleet
+from provenance.core.ocilayout import OciLayout
 from provenance.core.report import render_text
 from provenance.core.testsigstore import TestSigstore, in_toto_statement
 from provenance.core.types import Digest, MediaType
@@ -474,3 +476,55 @@ def test_help_works_without_secret_key(tmp_path: Path, args: tuple[str, ...]) ->
         assert done.stdout.startswith(f"usage: manage.py {args[0]}")
     else:
         assert "verify-image" in done.stdout and "ingest" in done.stdout
+
+
+# -- verify --local-image: an OCI image layout on disk (the demo fleet) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_fleet(tmp_path_factory: pytest.TempPathFactory, sigstore: TestSigstore) -> tuple[Path, Path, dict[str, str]]:
+    """The demo fleet layout, its trusted root, and ``{tag: expected status}``."""
+    base = tmp_path_factory.mktemp("demo")
+    images = build_demo_fleet(base / "demo-fleet", sigstore)
+    (base / "trusted_root.json").write_bytes(sigstore.trusted_root_json())
+    return base / "demo-fleet", base / "trusted_root.json", {i.tag: i.expected_status for i in images}
+
+
+@pytest.mark.parametrize(("tag", "code"), [
+    ("signed", None), ("multiarch", None), ("unsigned", "no_signature"), ("wrong-identity", "identity_mismatch"),
+    ("tampered", "signature_invalid"), ("copied-signature", "digest_mismatch"),
+])
+def test_local_layout_gives_each_demo_image_its_verdict(cli: Any, demo_fleet: tuple[Path, Path, dict[str, str]],
+                                                        tag: str, code: str | None) -> None:
+    layout, root, expected = demo_fleet
+
+    done = cli("verify", "--local-image", f"{layout}:{tag}", "--trusted-root", str(root), "--certificate-identity",
+               DEMO_IDENTITY, "--certificate-oidc-issuer", DEMO_ISSUER, "-o", "json")
+
+    report = json.loads(done.stdout)
+    assert report["verified"] is (expected[tag] == "verified")
+    if code is None:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == 1
+        assert one_line(done.stderr).startswith(f"provenance: not verified: {code}: ")
+
+
+def test_local_layout_by_digest_and_needs_a_tag_when_it_holds_several(
+    cli: Any, demo_fleet: tuple[Path, Path, dict[str, str]]
+) -> None:
+    layout, root, _ = demo_fleet
+    digest = OciLayout(layout).resolve("signed").digest
+    trust = ["--trusted-root", str(root), "--certificate-identity", DEMO_IDENTITY, "--certificate-oidc-issuer",
+             DEMO_ISSUER]
+
+    by_digest = cli("verify", "--local-image", f"{layout}@{digest}", *trust, "-o", "json")
+    untagged = cli("verify", "--local-image", str(layout), *trust)
+    missing = cli("verify", "--local-image", str(layout.parent / "nothing-here"), *trust)
+
+    assert by_digest.returncode == 0, by_digest.stderr
+    assert json.loads(by_digest.stdout)["digest"] == str(digest)
+    assert untagged.returncode == 2
+    assert "name the image in" in one_line(untagged.stderr) and "signed" in untagged.stderr
+    assert missing.returncode == 2
+    assert one_line(missing.stderr).startswith("provenance: not_found: no OCI image layout at ")
