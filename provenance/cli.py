@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 EXIT_VERIFIED, EXIT_NOT_VERIFIED, EXIT_ERROR = 0, 1, 2
 PASSWORD_ENV = "PROVENANCE_REGISTRY_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 USERNAME_ENV = "PROVENANCE_REGISTRY_USERNAME"
+SIGNATURE_REPOSITORY_ENV = "COSIGN_REPOSITORY"  # as cosign: where signatures live, [registry/]repository
 MAX_FILE_BYTES = 4 * 1024 * 1024  # keys and trusted roots are far smaller
 _HELP_FLAGS = frozenset({"-h", "--help"})
 _EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")  # cosign's .sig/.att/.sbom tags
@@ -113,6 +114,8 @@ def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per-request registry timeout (default 30)")
     parser.add_argument("--output", "-o", choices=("text", "json"), default="text",
                         help="report format (default text)")
+    parser.epilog = (f"As cosign, ${SIGNATURE_REPOSITORY_ENV}=[registry/]repository looks for signatures and "
+                     "attestations there instead of next to the image.")
 
 
 def verify(options: argparse.Namespace) -> int:
@@ -121,7 +124,7 @@ def verify(options: argparse.Namespace) -> int:
     from provenance.core import keys as core_keys
     from provenance.core import report as core_report
     from provenance.core.errors import ProvenanceError
-    from provenance.core.oci import RegistryClient
+    from provenance.core.oci import RegistryClient, signature_place
     from provenance.core.trustroot import TrustRoot
     from provenance.core.types import IdentityPolicy, ImageRef
 
@@ -144,6 +147,9 @@ def verify(options: argparse.Namespace) -> int:
                          f"${PASSWORD_ENV})")
     if options.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    clients: list[RegistryClient] = []
+    signature_repository: str | None = None
+    signature_registry: RegistryClient | None = None
     try:
         public_keys = tuple(core_keys.read_public_key(_read(path, "key")).pem for path in options.key)
         if options.trusted_root is None:
@@ -163,17 +169,26 @@ def verify(options: argparse.Namespace) -> int:
             client = RegistryClient(ref.registry, username=options.registry_username or None,
                                     password=password or None, insecure=options.insecure_registry, ca_file=ca_file,
                                     timeout=options.timeout)
+            clients.append(client)
             registry, repository, reference = client, ref.repository, ref.digest or str(ref.tag)
-        try:
-            check = core_report.check_image(
-                registry, repository, reference, label=options.image, trust_root=trust_root, identity=identity,
-                public_keys=public_keys, require_tlog=not options.insecure_ignore_tlog,
-            )
-        finally:
-            if isinstance(registry, RegistryClient):
-                registry.close()
+            if os.environ.get(SIGNATURE_REPOSITORY_ENV):
+                sig_host, signature_repository = signature_place(os.environ[SIGNATURE_REPOSITORY_ENV],
+                                                                 default_registry=ref.registry)
+                if sig_host != ref.registry:
+                    # Another registry: the credentials given are for the image's registry, never sent elsewhere.
+                    signature_registry = RegistryClient(sig_host, insecure=options.insecure_registry,
+                                                        ca_file=ca_file, timeout=options.timeout)
+                    clients.append(signature_registry)
+        check = core_report.check_image(
+            registry, repository, reference, label=options.image, trust_root=trust_root, identity=identity,
+            public_keys=public_keys, require_tlog=not options.insecure_ignore_tlog,
+            signature_repository=signature_repository, signature_registry=signature_registry,
+        )
     except ProvenanceError as err:
         raise UsageError(f"{err.code}: {_one_line(err.message)}") from err
+    finally:
+        for opened in clients:
+            opened.close()
     data = core_report.as_report(check)
     print(json.dumps(data, indent=2) if options.output == "json" else core_report.render_text(data))
     if check.is_verified:

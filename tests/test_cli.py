@@ -528,3 +528,26 @@ def test_local_layout_by_digest_and_needs_a_tag_when_it_holds_several(
     assert "name the image in" in one_line(untagged.stderr) and "signed" in untagged.stderr
     assert missing.returncode == 2
     assert one_line(missing.stderr).startswith("provenance: not_found: no OCI image layout at ")
+
+
+def test_signatures_in_another_repository_with_cosign_repository(
+    cli: Any, registry: RegistryServer, sigstore: TestSigstore, root_file: Path
+) -> None:
+    repo, signatures = unique_repository("cli-image"), unique_repository("cli-signatures")
+    with registry.client() as client:
+        digest = push_image(client, repo, make_image(), "v1")
+        image = f"{registry.host}/{repo}"
+        push_cosign_layer(client, signatures, digest, ".sig",
+                          sigstore.cosign_signature_layer(str(digest), image, identity=IDENTITY, issuer=ISSUER))
+
+    beside = cli("verify", f"{image}:v1", *keyless(root_file))
+    elsewhere = cli("verify", f"{image}:v1", *keyless(root_file), "-o", "json",
+                    COSIGN_REPOSITORY=f"{registry.host}/{signatures}")
+    bad_name = cli("verify", f"{image}:v1", *keyless(root_file), COSIGN_REPOSITORY="../escape")
+
+    assert beside.returncode == 1
+    assert one_line(beside.stderr).startswith("provenance: not verified: no_signature: ")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert json.loads(elsewhere.stdout)["signatures"][0]["verified"] is True
+    assert bad_name.returncode == 2
+    assert one_line(bad_name.stderr).startswith("provenance: bad_reference: ")
