@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         _error(str(err))
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
