@@ -153,6 +153,7 @@ def verify(options: argparse.Namespace) -> int:
     signature_repository: str | None = None
     signature_registry: RegistryClient | None = None
     try:
+        ref = None if options.local_image else ImageRef.parse(options.image)
         public_keys = tuple(core_keys.read_public_key(_read(path, "key")).pem for path in options.key)
         if options.trusted_root is None:
             trust_root = TrustRoot.production()
@@ -160,10 +161,9 @@ def verify(options: argparse.Namespace) -> int:
             trust_root = TrustRoot.from_json(_read(options.trusted_root, "trusted root"),
                                              name=options.trusted_root.name)
         registry: Registry
-        if options.local_image:
+        if ref is None:
             registry, repository, reference = _open_layout(options.image)
         else:
-            ref = ImageRef.parse(options.image)
             ca_file = None
             if options.registry_cacert is not None:
                 _read(options.registry_cacert, "CA certificates")
