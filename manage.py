@@ -1,15 +1,17 @@
 #!/usr/bin/env python
-"""Django's command-line utility."""
+"""Django's command-line utility.
 
-import os
+Run through :func:`provenance.cli.run_manage`: ``--help`` works without SECRET_KEY, and missing settings or a
+database that is not migrated are a one-line message with exit status 2 instead of a traceback.
+"""
+
 import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provenance.settings")
-    from django.core.management import execute_from_command_line
+    from provenance.cli import run_manage
 
-    execute_from_command_line(sys.argv)
+    sys.exit(run_manage(sys.argv))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python3 scripts/dev.py run    # virtualenv, install, migrate, demo fleet, web + worker + beat on :8000
     python3 scripts/dev.py test   # virtualenv, install, the whole test suite (extra args go to pytest)
 
-The virtualenv lives in .venv and is reinstalled only when the requirements files change.
+The virtualenv lives in .venv and is reinstalled only when the requirements files or pyproject.toml change; the
+project itself is installed into it (editable), which puts the `provenance` command in .venv/bin.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("PROVENANCE_VENV", ROOT / ".venv"))
 BIN = VENV / "bin"
 PY = BIN / "python"
-REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "pyproject.toml")  # a change to any reinstalls
 
 
 def log(message: str) -> None:
@@ -66,6 +67,11 @@ def ensure_venv() -> None:
         log("installing dependencies (requirements-dev.txt)")
         subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                         "-r", str(ROOT / "requirements-dev.txt")], check=True)
+        # The project itself, editable and without dependencies (they are pinned above): the `provenance`
+        # command in .venv/bin, running this checkout's code.
+        log("installing the provenance command")
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                        "--editable", str(ROOT)], check=True)
         stamp.write_text(digest)
 
 

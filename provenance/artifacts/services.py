@@ -62,11 +62,8 @@ def verify_discovery(
     """Verify every piece of found evidence (no database access: safe on worker threads).
 
     ``require_tlog=False`` is the insecure opt-in for key-based evidence that was never logged."""
-    return [
-        verify.verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys,
-                               require_tlog=require_tlog)
-        for e in found.evidence
-    ]
+    return verify.verify_discovery(found, trust_root=trust_root, identity=identity, public_keys=public_keys,
+                                   require_tlog=require_tlog)
 
 
 @transaction.atomic
@@ -93,8 +90,7 @@ def _store_node(source: Source, repository: str, node: ManifestNode, parent: Art
     kept = [store_evidence(artifact, item).pk for item in mine]
     # Evidence that is no longer in the registry is no longer evidence.
     artifact.evidence.exclude(pk__in=kept).delete()
-    signatures = verify.deciding_signatures([v for v in mine if v.evidence.kind == "signature"])
-    verdict = verify.judge(signatures, looked_at=found.looked_at(node.digest))
+    verdict = verify.judge_node(found, results, node.digest)
     artifact.status = verdict.status
     artifact.status_code = verdict.code
     artifact.status_reason = verdict.reason

@@ -75,6 +75,10 @@ _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _HOST_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$")
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]*))')
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
+# What a first path component must look like to name a registry rather than a namespace (Docker's rule).
+_HOST_LIKE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9-]+\.[a-zA-Z0-9.-]+|localhost|[a-zA-Z0-9.-]+:[0-9]+|\[[0-9a-fA-F:]+\](?::[0-9]+)?)$"
+)
 _REGISTRY_ALIASES = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 
 
@@ -263,6 +267,17 @@ def validate_repository(repository: str) -> str:
     if not isinstance(repository, str) or len(repository) > 255 or not _REPOSITORY_RE.match(repository):
         raise MalformedEvidenceError(f"not a repository name: {str(repository)[:100]!r}", code="bad_reference")
     return repository
+
+
+def signature_place(signature_repository: str, *, default_registry: str) -> tuple[str, str]:
+    """Parse a ``COSIGN_REPOSITORY``-style value: ``registry/name``, or ``name`` on the image's registry.
+
+    Returns ``(registry, repository)``; raises :class:`MalformedEvidenceError` for an invalid repository name.
+    """
+    first, _, rest = signature_repository.partition("/")
+    if rest and _HOST_LIKE_RE.match(first):
+        return first, validate_repository(rest)
+    return default_registry, validate_repository(signature_repository)
 
 
 def validate_reference(reference: str | Digest) -> str | Digest:

@@ -39,7 +39,7 @@ from provenance.core.errors import (
     ProvenanceError,
     TransientError,
 )
-from provenance.core.oci import Registry, RegistryClient, validate_repository
+from provenance.core.oci import Registry, RegistryClient, signature_place
 from provenance.core.ocilayout import OciLayout, extract_layout_tar
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
@@ -53,9 +53,6 @@ log = logging.getLogger(__name__)
 
 # Tags that hold evidence rather than images: cosign's sha256-<hex>[.sig|.att|.sbom] and referrers fallbacks.
 _EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")
-_HOST_LIKE = re.compile(
-    r"^(?:[a-zA-Z0-9-]+\.[a-zA-Z0-9.-]+|localhost|[a-zA-Z0-9.-]+:[0-9]+|\[[0-9a-fA-F:]+\](?::[0-9]+)?)$"
-)
 MAX_PROBLEMS = 500
 MAX_NEWEST = 10_000
 
@@ -120,10 +117,7 @@ def _split_repository(location: str) -> tuple[str, str]:
 
 def _signature_place(signature_repository: str, default_registry: str) -> tuple[str, str]:
     """Parse a COSIGN_REPOSITORY-style value: ``registry/name``, or ``name`` on the image's registry."""
-    first, _, rest = signature_repository.partition("/")
-    if rest and _HOST_LIKE.match(first):
-        return first, validate_repository(rest)
-    return default_registry, validate_repository(signature_repository)
+    return signature_place(signature_repository, default_registry=default_registry)
 
 
 

@@ -6,7 +6,9 @@ Everything outside this package verifies through the names exported here:
   ``.sig`` or ``.att`` layer, a Sigstore bundle referrer), for scans, the command line and the policy engine's
   re-verification alike;
 * :func:`verify_bundle`: a Sigstore bundle for an artifact given as bytes or a digest;
-* :func:`judge`: an artifact's verdict from the results of its signatures.
+* :func:`verify_discovery`: everything one discovery found;
+* :func:`judge`: an artifact's verdict from the results of its signatures; :func:`judge_node` the same for one
+  manifest of a discovery.
 
 Inside, the checks both formats share live in neutral modules (``encoding``, ``signature``, ``dsse``,
 ``certificate``, ``tlog``, ``timestamps``) and the check run with its required checks in ``checks``; ``cosign``
@@ -27,6 +29,8 @@ from provenance.core.verify.evidence import (
     Verified,
     deciding_signatures,
     judge,
+    judge_node,
+    verify_discovery,
     verify_evidence,
     verify_layer,
 )
@@ -42,8 +46,10 @@ __all__ = [
     "Verified",
     "deciding_signatures",
     "judge",
+    "judge_node",
     "layers_from_download",
     "verify_bundle",
+    "verify_discovery",
     "verify_evidence",
     "verify_layer",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from provenance.core.discovery import COSIGN_SIGN_PREDICATE, FoundEvidence
+from provenance.core.discovery import COSIGN_SIGN_PREDICATE, Discovery, FoundEvidence
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import (
     CheckResult,
@@ -80,6 +80,34 @@ def verify_evidence(
         require_tlog=require_tlog,
     )
     return Verified(found, result, statement)
+
+
+def verify_discovery(
+    found: Discovery,
+    *,
+    trust_root: TrustRoot,
+    identity: IdentityPolicy | None,
+    public_keys: tuple[bytes, ...] = (),
+    require_tlog: bool = True,
+) -> list[Verified]:
+    """Verify every piece of evidence a discovery found, in its order; never raises on bad evidence.
+
+    No I/O: safe on worker threads. Arguments as for :func:`verify_evidence`.
+    """
+    return [
+        verify_evidence(e, trust_root=trust_root, identity=identity, public_keys=public_keys,
+                        require_tlog=require_tlog)
+        for e in found.evidence
+    ]
+
+
+def judge_node(found: Discovery, results: list[Verified], digest: Digest) -> Verdict:
+    """Return the verdict of the manifest ``digest`` of a discovery, from the results of its signatures.
+
+    Only signatures over ``digest`` itself count (see :func:`deciding_signatures` and :func:`judge`).
+    """
+    mine = [v for v in results if v.evidence.covers == digest and v.evidence.kind == Kind.SIGNATURE]
+    return judge(deciding_signatures(mine), looked_at=found.looked_at(digest))
 
 
 def verify_layer(

@@ -5,7 +5,9 @@
 
 Exit status 0 iff at least one signature over the image's own digest verifies under the given trust.
 ``--json`` prints one object: ``{"reference", "digest", "verified", "signatures": [...], "attestations": [...],
-"platforms": [...]}`` (see ``report``); a signature's or attestation's ``digest`` is the digest it covers.
+"platforms": [...]}`` (see ``report``); a signature's or attestation's ``digest`` is the digest it covers. The same
+report, for an image checked without storing anything, is :func:`provenance.core.report.as_report` (``provenance
+verify``); both print as text through :func:`provenance.core.report.render_text`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from provenance.artifacts.models import Artifact, Evidence
 from provenance.core import keys as core_keys
 from provenance.core.errors import ProvenanceError
 from provenance.core.oci import RegistryClient
+from provenance.core.report import render_text
 from provenance.core.types import IdentityPolicy, ImageRef
 from provenance.sources import services as source_services
 from provenance.sources.models import Source
@@ -117,7 +120,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(data, indent=2))
         else:
-            self.stdout.write(_text(data))
+            self.stdout.write(render_text(data))
         if not data["verified"]:
             raise CommandError(f"not verified: {artifact.status_code}: {artifact.status_reason}", returncode=1)
 
@@ -178,29 +181,6 @@ def _reasons(evidence: Evidence) -> list[dict[str, str]]:
 def _predicate_type(evidence: Evidence) -> str:
     statement = evidence.statement if isinstance(evidence.statement, dict) else {}
     return str(statement.get("predicateType", ""))
-
-
-def _text(data: dict[str, Any]) -> str:
-    verdict = "VERIFIED" if data["verified"] else "NOT VERIFIED"
-    lines = [f"{data['reference']}", f"  digest: {data['digest']}", f"  verdict: {verdict}"]
-    for kind, items in (("signature", data["signatures"]), ("attestation", data["attestations"])):
-        for item in items:
-            mark = "ok " if item["verified"] else "BAD"
-            what = item.get("predicate_type") or item.get("identity") or item.get("key") or ""
-            where = item.get("level", "")
-            lines.append(f"  [{mark}] {kind} {item['format']} {where} {item['digest']} {what}".rstrip())
-            if item.get("tlog"):
-                lines.append(f"        transparency log: {item['tlog']}")
-            for reason in item["reasons"]:
-                lines.append(f"        {reason['stage']}/{reason['code']}: {reason['message']}")
-                if reason["hint"]:
-                    lines.append(f"          hint: {reason['hint']}")
-    if not data["signatures"]:
-        lines.append("  no signatures found")
-    for platform in data["platforms"]:
-        mark = "ok " if platform["verified"] else "-- "
-        lines.append(f"  [{mark}] platform {platform['platform'] or '?'} {platform['digest']}")
-    return "\n".join(lines)
 
 
 def _identity(options: dict[str, Any]) -> IdentityPolicy | None:
