@@ -14,6 +14,7 @@ from django_filters.fields import IsoDateTimeField
 from provenance.accounts.models import AuditEvent
 from provenance.artifacts.models import Artifact, Evidence, TagEvent, TrustStatus
 from provenance.core.errors import MalformedEvidenceError
+from provenance.core.names import normalize_registry
 from provenance.core.types import ImageRef
 from provenance.policies.models import Policy, Status
 from provenance.sources.models import Scan, Source
@@ -53,16 +54,6 @@ class UtcDateTimeFilter(filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
 
 
-def _registry_of(source: Source) -> str:
-    """The registry host a registry source's images live on ("" for layouts and unparsable locations)."""
-    if not source.is_registry:
-        return ""
-    try:
-        return ImageRef.parse(source.location).registry.lower()
-    except MalformedEvidenceError:
-        return ""
-
-
 class ArtifactFilter(filters.FilterSet):
     image = ImageReferenceFilter(
         method="filter_image", max_length=600,
@@ -97,8 +88,9 @@ class ArtifactFilter(filters.FilterSet):
     def filter_image(self, queryset: QuerySet, name: str, ref: ImageRef | None) -> QuerySet:
         if ref is None:
             return queryset
-        registry = ref.registry.lower()
-        sources = [s.pk for s in Source.objects.only("id", "kind", "location") if _registry_of(s) == registry]
+        registry = normalize_registry(ref.registry)  # Docker Hub's aliases are one registry
+        sources = [s.pk for s in Source.objects.only("id", "kind", "location")
+                   if s.is_registry and normalize_registry(s.registry_host) == registry]
         queryset = queryset.filter(source__in=sources, repository=ref.repository)
         if ref.digest is not None:
             return queryset.filter(digest=str(ref.digest))

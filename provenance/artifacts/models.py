@@ -39,7 +39,13 @@ class Artifact(models.Model):
             models.UniqueConstraint(fields=["source", "repository", "digest"], name="artifact_unique_per_source"),
         ]
         # The gate looks an image up by its place (repository) and digest, and a tag by repository and name.
-        indexes = [models.Index(fields=["repository", "digest"], name="artifact_repository_digest")]
+        indexes = [
+            models.Index(fields=["repository", "digest"], name="artifact_repository_digest"),
+            # API filters: repository prefix (LIKE 'x%' on PostgreSQL needs the pattern opclass), newest first.
+            models.Index(fields=["repository"], name="artifact_repository_prefix", opclasses=["varchar_pattern_ops"]),
+            models.Index(models.F("checked_at").desc(nulls_last=True), models.F("id").desc(),
+                         name="artifact_checked_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.repository}@{self.digest}"
@@ -136,6 +142,9 @@ class Evidence(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["artifact", "kind", "evidence_key"], name="evidence_unique_per_artifact"),
         ]
+        # "Which images did this identity (issuer) sign?" across the fleet.
+        indexes = [models.Index(fields=["identity", "outcome"], name="evidence_identity"),
+                   models.Index(fields=["issuer", "outcome"], name="evidence_issuer")]
 
     @property
     def is_verified(self) -> bool:

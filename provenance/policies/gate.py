@@ -231,7 +231,7 @@ def _client(host: str, same: list[Source], host_only: list[Source]) -> RegistryC
     """A client for ``host`` with a short timeout: credentials only from a source for the same repository (never
     from a source for another one), TLS settings from any source on the host."""
     template = same[0] if same else (host_only[0] if host_only else None)
-    password = source_services._password(same[0]) if same else None
+    password = source_services.registry_password(same[0]) if same else None
     return RegistryClient(
         host,
         username=same[0].username if password is not None else None,

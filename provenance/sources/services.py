@@ -94,7 +94,8 @@ def set_credentials(source: Source, *, username: str, password: str | None) -> N
     audit.record("source.credentials", source, {"username": source.username, "password": password_change})
 
 
-def _password(source: Source) -> str | None:
+def registry_password(source: Source) -> str | None:
+    """A registry source's password, decrypted (None without credentials); never log or show it."""
     if not source.has_credentials:
         return None
     return credential_box().decrypt(source.encrypted_password)
@@ -328,7 +329,7 @@ class Access:
 
 
 def _client(source: Source, host: str, *, with_credentials: bool) -> RegistryClient:
-    password = _password(source) if with_credentials else None
+    password = registry_password(source) if with_credentials else None
     return RegistryClient(
         host,
         username=source.username if password is not None else None,
