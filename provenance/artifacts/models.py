@@ -41,10 +41,9 @@ class Artifact(models.Model):
         # The gate looks an image up by its place (repository) and digest, and a tag by repository and name.
         indexes = [
             models.Index(fields=["repository", "digest"], name="artifact_repository_digest"),
-            # API filters: repository prefix (LIKE 'x%' on PostgreSQL needs the pattern opclass), newest first.
+            # API filters: repository prefix (LIKE 'x%' on PostgreSQL needs the pattern opclass). The newest-first
+            # order's index (checked_at DESC NULLS LAST, id DESC) is PostgreSQL-only: migration 0006.
             models.Index(fields=["repository"], name="artifact_repository_prefix", opclasses=["varchar_pattern_ops"]),
-            models.Index(models.F("checked_at").desc(nulls_last=True), models.F("id").desc(),
-                         name="artifact_checked_newest"),
         ]
 
     def __str__(self) -> str:
