@@ -45,6 +45,7 @@ from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
 from provenance.core.verify import Verified
 from provenance.policies import services as policy_services
+from provenance.sources import signals
 from provenance.sources.models import Scan, Source, registry_host
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
@@ -259,6 +260,7 @@ def fail_scan(scan_id: int, err: ProvenanceError) -> None:
             state=Scan.State.FAILED, error_code=err.code, error=err.message, finished_at=timezone.now()
         )
         Source.objects.filter(pk=scan.source_id).update(last_error=f"{err.code}: {err.message}"[:20000])
+    _announce(scan_id)
 
 
 def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
@@ -582,6 +584,19 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None) ->
     # Trust status under the policies follows from the evidence just stored (unchanged statuses write no history).
     policy_services.evaluate_artifacts(list(source.artifacts.values_list("pk", flat=True)), cause="evidence",
                                        detail=f"scan #{scan_id}")
+    _announce(scan_id)
+
+
+def _announce(scan_id: int) -> None:
+    """Send ``scan_finished`` once the scan's state is committed; a receiver's error never touches the scan."""
+    def send() -> None:
+        scan = Scan.objects.select_related("source").filter(pk=scan_id).first()
+        if scan is not None:
+            for receiver, result in signals.scan_finished.send_robust(sender=Scan, scan=scan):
+                if isinstance(result, Exception):
+                    log.error("scan_finished receiver %r failed: %r", receiver, result)
+
+    transaction.on_commit(send)
 
 
 def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tracker: _Progress,
