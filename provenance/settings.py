@@ -219,6 +219,8 @@ PROVENANCE_SIGSTORE_TUF = env_bool("PROVENANCE_SIGSTORE_TUF", True)
 PROVENANCE_HTTP_TIMEOUT = env_int("PROVENANCE_HTTP_TIMEOUT", 15)
 PROVENANCE_HTTP_RETRIES = env_int("PROVENANCE_HTTP_RETRIES", 3)
 PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 4)  # images looked at at once, per scan
+# A scan of more targets than this is split into chunks of this many, done by worker tasks in parallel.
+PROVENANCE_SCAN_CHUNK = env_int("PROVENANCE_SCAN_CHUNK", 200)
 PROVENANCE_RESCAN_INTERVAL = env_int("PROVENANCE_RESCAN_INTERVAL", 3600)  # seconds between scheduled scans
 PROVENANCE_FERNET_KEY = os.environ.get("PROVENANCE_FERNET_KEY", "")
 PROVENANCE_ADMISSION_UNKNOWN = os.environ.get("PROVENANCE_ADMISSION_UNKNOWN", "deny")  # or allow (and queue a scan)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -140,16 +143,39 @@ def store_evidence(artifact: Artifact, item: verify.Verified) -> Evidence:
     return row
 
 
-def stored_tree(source: Source, repository: str, digest: Digest) -> tuple[Artifact | None, list[tuple[Digest, str]]]:
-    """The stored root artifact for ``digest`` and its ``(digest, level)`` nodes, for a cheap re-check."""
-    artifact = Artifact.objects.filter(source=source, repository=repository, digest=str(digest)).first()
-    if artifact is None:
-        return None, []
-    level = Level.INDEX if artifact.is_index else Level.IMAGE
-    nodes = [(digest, level)]
-    for child in artifact.children.order_by("pk"):
-        nodes.append((Digest.parse(child.digest), Level.PLATFORM))
-    return artifact, nodes
+def stored_trees(source: Source, places: list[tuple[str, Digest]]
+                 ) -> dict[tuple[str, str], tuple[Artifact, list[tuple[Digest, str]]]]:
+    """The stored root artifacts for ``places`` ((repository, digest) pairs) and their ``(digest, level)`` nodes,
+    for a cheap re-check; two queries per repository however many places."""
+    by_repository: dict[str, list[str]] = {}
+    for repository, digest in places:
+        by_repository.setdefault(repository, []).append(str(digest))
+    found: dict[tuple[str, str], tuple[Artifact, list[tuple[Digest, str]]]] = {}
+    for repository, digests in by_repository.items():
+        roots = {a.pk: a for a in Artifact.objects.filter(source=source, repository=repository, digest__in=digests,
+                                                           parent__isnull=True)}
+        children: dict[int, list[tuple[Digest, str]]] = {}
+        for parent_id, digest in (Artifact.objects.filter(parent_id__in=list(roots)).order_by("pk")
+                                  .values_list("parent_id", "digest")):
+            children.setdefault(parent_id, []).append((Digest.parse(digest), Level.PLATFORM))
+        for pk, artifact in roots.items():
+            level = Level.INDEX if artifact.is_index else Level.IMAGE
+            found[(repository, artifact.digest)] = (
+                artifact, [(Digest.parse(artifact.digest), level), *children.get(pk, [])])
+    return found
+
+
+def tree_ids(source: Source, places: list[tuple[str, Digest]]) -> list[int]:
+    """The ids of the stored artifacts at ``places`` and of their platform children."""
+    by_repository: dict[str, list[str]] = {}
+    for repository, digest in places:
+        by_repository.setdefault(repository, []).append(str(digest))
+    ids: list[int] = []
+    for repository, digests in by_repository.items():
+        roots = list(Artifact.objects.filter(source=source, repository=repository, digest__in=digests,
+                                             parent__isnull=True).values_list("pk", flat=True))
+        ids += roots + list(Artifact.objects.filter(parent_id__in=roots).values_list("pk", flat=True))
+    return ids
 
 
 def forget_fingerprint(source: Source, repository: str, digest: Digest) -> None:
@@ -161,50 +187,66 @@ def forget_fingerprint(source: Source, repository: str, digest: Digest) -> None:
 # Tags and their history
 
 
-def current_tags(source: Source, repository: str) -> dict[str, str]:
-    """``{tag: digest}`` as last seen (tags last seen gone are left out)."""
+def current_tags(source: Source, repository: str, tags: Sequence[str] | None = None) -> dict[str, str]:
+    """``{tag: digest}`` as last seen (tags last seen gone are left out); only ``tags`` when given."""
     latest: dict[str, str] = {}
     events = TagEvent.objects.filter(source=source, repository=repository).order_by("tag", "-seen_at", "-pk")
+    if tags is not None:
+        events = events.filter(tag__in=list(tags))
     for tag, digest in events.values_list("tag", "digest"):
         latest.setdefault(tag, digest)
     return {tag: digest for tag, digest in latest.items() if digest}
 
 
 @transaction.atomic
+def record_tags(source: Source, repository: str, pointing: dict[str, Digest]) -> list[TagEvent]:
+    """Record where each tag points now, for a batch of tags: a history event for each one that moved or is new,
+    and each tag attached to its digest's stored artifact (and detached from any other). A constant number of
+    queries per batch, whatever the repository's size. Returns the new events."""
+    if not pointing:
+        return []
+    names = list(pointing)
+    latest: dict[str, str] = {}
+    history = (TagEvent.objects.filter(source=source, repository=repository, tag__in=names)
+               .order_by("tag", "-seen_at", "-pk").values_list("tag", "digest"))
+    for tag, digest in history:
+        latest.setdefault(tag, digest)
+    events = TagEvent.objects.bulk_create(
+        TagEvent(source=source, repository=repository, tag=tag, digest=str(digest),
+                 previous_digest=latest.get(tag, ""))
+        for tag, digest in pointing.items() if latest.get(tag) != str(digest))
+    artifacts = dict(Artifact.objects.filter(source=source, repository=repository, parent__isnull=True,
+                                             digest__in={str(d) for d in pointing.values()})
+                     .values_list("digest", "pk"))
+    wanted = {(artifacts[str(digest)], tag) for tag, digest in pointing.items() if str(digest) in artifacts}
+    current = set(Tag.objects.filter(artifact__source=source, artifact__repository=repository, name__in=names)
+                  .values_list("artifact_id", "name"))
+    stale = current - wanted  # tags that moved away from the artifact they were on
+    if stale:
+        Tag.objects.filter(functools.reduce(operator.or_, (Q(artifact_id=a, name=n) for a, n in stale))).delete()
+    Tag.objects.filter(artifact_id__in={a for a, _ in wanted & current}, name__in=names).update(
+        last_seen=timezone.now())
+    Tag.objects.bulk_create([Tag(artifact_id=a, name=n) for a, n in wanted - current], ignore_conflicts=True)
+    return events
+
+
 def record_tag(source: Source, repository: str, tag: str, digest: Digest) -> TagEvent | None:
-    """Record that ``tag`` points at ``digest`` now. Returns the new event, or None when nothing changed.
-
-    The tag is attached to the artifact for ``digest`` when it is stored (and detached from any other).
-    """
-    previous = (
-        TagEvent.objects.filter(source=source, repository=repository, tag=tag).order_by("-seen_at", "-pk").first()
-    )
-    event = None
-    if previous is None or previous.digest != str(digest):
-        event = TagEvent.objects.create(source=source, repository=repository, tag=tag, digest=str(digest),
-                                        previous_digest=previous.digest if previous is not None else "")
-    attach_tag(source, repository, tag, digest)
-    return event
-
-
-def attach_tag(source: Source, repository: str, tag: str, digest: Digest) -> None:
-    artifact = Artifact.objects.filter(source=source, repository=repository, digest=str(digest),
-                                       parent__isnull=True).first()
-    Tag.objects.filter(artifact__source=source, artifact__repository=repository, name=tag).exclude(
-        artifact=artifact).delete()
-    if artifact is not None:
-        Tag.objects.update_or_create(artifact=artifact, name=tag)  # last_seen moves on every scan
+    """Record that ``tag`` points at ``digest`` now (see :func:`record_tags`); the new event, or None."""
+    events = record_tags(source, repository, {tag: digest})
+    return events[0] if events else None
 
 
 @transaction.atomic
-def record_tags_gone(source: Source, repository: str, tags: Sequence[str]) -> int:
-    """Record that ``tags`` no longer exist; returns how many were known to exist before."""
-    known = current_tags(source, repository)
+def record_tags_gone(source: Source, repository: str, tags: Sequence[str]) -> list[int]:
+    """Record that ``tags`` no longer exist; returns the ids of the artifacts they were taken from."""
+    known = current_tags(source, repository, tags)
     gone = [t for t in tags if t in known]
-    for tag in gone:
-        TagEvent.objects.create(source=source, repository=repository, tag=tag, digest="", previous_digest=known[tag])
-    Tag.objects.filter(artifact__source=source, artifact__repository=repository, name__in=gone).delete()
-    return len(gone)
+    TagEvent.objects.bulk_create(TagEvent(source=source, repository=repository, tag=tag, digest="",
+                                          previous_digest=known[tag]) for tag in gone)
+    removed = Tag.objects.filter(artifact__source=source, artifact__repository=repository, name__in=gone)
+    ids = sorted(set(removed.values_list("artifact_id", flat=True)))
+    removed.delete()
+    return ids
 
 
 def find_artifact(digest: str) -> Artifact:

@@ -119,3 +119,40 @@ class Scan(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else (100 if self.is_finished else 0)
+
+
+class ScanChunk(models.Model):
+    """A slice of a large scan's targets, done by one task: the pool (and several worker processes or machines on
+    one database and broker) works through a scan's chunks in parallel; the scan stays one row whose counters
+    the chunks add to. The row is the job: a chunk lost with its worker is put back and done again."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    targets = models.JSONField(help_text="[[repository, reference, tag or null], ...]")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    problems = models.JSONField(default=list, blank=True)
+    messages = models.TextField(blank=True, help_text="The errors of this chunk, one per line.")
+    transient = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["scan", "index"]
+        constraints = [models.UniqueConstraint(fields=["scan", "index"], name="scan_chunk_unique")]
+
+
+class ScanListing(models.Model):
+    """Every tag of the scanned repositories when the scan began (evidence tags too): chunks consult it to skip
+    looking for tags that do not exist, without listing the repository again."""
+
+    scan = models.OneToOneField(Scan, on_delete=models.CASCADE, related_name="listing")
+    listed = models.JSONField(default=dict)

@@ -10,12 +10,14 @@ the database is written from the scan's own thread only.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import logging
 import re
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -24,7 +26,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F, JSONField, Value
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from provenance.accounts import services as audit
@@ -46,7 +50,7 @@ from provenance.core.types import Digest, IdentityPolicy, ImageRef
 from provenance.core.verify import Verified
 from provenance.policies import services as policy_services
 from provenance.sources import signals
-from provenance.sources.models import Scan, Source, registry_host
+from provenance.sources.models import Scan, ScanChunk, ScanListing, Source, registry_host
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
 
@@ -55,6 +59,8 @@ log = logging.getLogger(__name__)
 # Tags that hold evidence rather than images: cosign's sha256-<hex>[.sig|.att|.sbom] and referrers fallbacks.
 _EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")
 MAX_PROBLEMS = 500
+MAX_CHUNK_ATTEMPTS = 3
+_FLUSH_SECONDS = 0.5  # how often a running scan's counters reach its row
 MAX_NEWEST = 10_000
 
 
@@ -229,7 +235,7 @@ def scan_here(source: Source, *, progress: Callable[[Scan], None] | None = None)
     scan = Scan.objects.create(source=source)
     if claim_scan(scan.pk):
         try:
-            run_scan(scan.pk, progress=progress)
+            run_scan(scan.pk, progress=progress, inline=True)
         except ProvenanceError as err:
             fail_scan(scan.pk, err)
     scan.refresh_from_db()
@@ -264,15 +270,19 @@ def fail_scan(scan_id: int, err: ProvenanceError) -> None:
 
 
 def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
-    """Fail scans left running by a killed worker and start each source's scan again; returns how many.
+    """Recover what killed workers left behind; returns how many scans were touched.
 
-    A scan cannot legitimately run longer than the task's hard time limit, so one running longer than that lost
-    its worker. Ingestion is idempotent, so scanning again loses nothing.
+    A task cannot legitimately run longer than its hard time limit, so one running longer than that lost its
+    worker. A scan's own task (listing, or a small scan's whole work) is failed as ``worker_lost`` and the source
+    is scanned again; a large scan's lost chunk is put back and done again (failed after three attempts), and
+    chunks never picked up (a broker that lost its queue) are sent again. Ingestion is idempotent, so doing work
+    again loses nothing.
     """
     if older_than is None:
         older_than = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     cutoff = timezone.now() - older_than
-    stuck = list(Scan.objects.filter(state=Scan.State.RUNNING, started_at__lt=cutoff).select_related("source"))
+    stuck = list(Scan.objects.filter(state=Scan.State.RUNNING, started_at__lt=cutoff, chunks__isnull=True)
+                 .select_related("source"))
     swept = 0
     for scan in stuck:
         lost = Scan.objects.filter(pk=scan.pk, state=Scan.State.RUNNING).update(
@@ -285,7 +295,44 @@ def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
             swept += 1
             if not scan.source.scans.filter(state__in=[Scan.State.PENDING, Scan.State.RUNNING]).exists():
                 start_scan(scan.source, scheduled=True)
-    return swept
+    from provenance.sources.tasks import scan_chunk
+
+    touched: set[int] = set()
+    for chunk in ScanChunk.objects.filter(state=ScanChunk.State.RUNNING, started_at__lt=cutoff,
+                                          scan__state=Scan.State.RUNNING):
+        if chunk.attempts >= MAX_CHUNK_ATTEMPTS:
+            fail_chunk(chunk.pk, ProvenanceError(f"the workers doing this part of the scan stopped "
+                                                 f"{chunk.attempts} times", code="worker_lost"))
+        elif ScanChunk.objects.filter(pk=chunk.pk, state=ScanChunk.State.RUNNING).update(
+                state=ScanChunk.State.PENDING):
+            scan_chunk.delay(chunk.pk)
+        touched.add(chunk.scan_id)
+    for chunk in ScanChunk.objects.filter(state=ScanChunk.State.PENDING, queued_at__lt=cutoff,
+                                          scan__state=Scan.State.RUNNING):
+        scan_chunk.delay(chunk.pk)  # claim_chunk makes a duplicate message harmless
+        touched.add(chunk.scan_id)
+    return swept + len(touched)
+
+
+def fail_chunk(chunk_id: int, err: ProvenanceError) -> None:
+    """Fail a chunk as a whole (its targets count as not ingested) and finish its scan if it was the last."""
+    chunk = ScanChunk.objects.filter(pk=chunk_id).exclude(state__in=[ScanChunk.State.DONE,
+                                                                      ScanChunk.State.FAILED]).first()
+    if chunk is None:
+        return
+    problem = {"reference": f"chunk {chunk.index + 1} of scan #{chunk.scan_id}", "code": err.code,
+               "message": err.message[:1000]}
+    with transaction.atomic():
+        if not ScanChunk.objects.filter(pk=chunk_id).exclude(
+                state__in=[ScanChunk.State.DONE, ScanChunk.State.FAILED]).update(
+                state=ScanChunk.State.FAILED, finished_at=timezone.now(), problems=[problem],
+                messages=f"{problem['reference']}: {err.code}: {err.message}"):
+            return
+        problems = Scan.objects.select_for_update().values_list("problems", flat=True).get(pk=chunk.scan_id)
+        Scan.objects.filter(pk=chunk.scan_id).update(
+            errors=F("errors") + len(chunk.targets),
+            problems=Value([*problems, problem][:MAX_PROBLEMS], output_field=JSONField()))
+    _finish_if_last(chunk.scan_id)
 
 
 def rescan_due_sources(*, interval: timedelta | None = None) -> int:
@@ -502,89 +549,231 @@ class _Examined:
 
 
 class _Progress:
-    """Counts and problems of a running scan, written to its row as they change."""
+    """Counts and problems of one run over a list of targets (a whole small scan, or one chunk of a large one).
+
+    Counters reach the scan row as increments (several chunks add to one scan at once), flushed at most every
+    ``_FLUSH_SECONDS`` and at the end, so a large scan writes a few rows a second, not one per image; problems
+    are appended under the scan row's lock.
+    """
 
     def __init__(self, scan: Scan, callback: Callable[[Scan], None] | None) -> None:
         self.scan = scan
         self.callback = callback
         self.messages: list[str] = []
+        self.problems: list[dict[str, str]] = []
         self.transient = 0
         self.succeeded = 0
+        self.touched: list[tuple[str, Digest]] = []  # (repository, digest) looked at, for policy evaluation
+        self.advanced = 0  # targets this run got through
+        self._pending = {"done": 0, "errors": 0, "fetched": 0, "unchanged": 0}
+        self._unsent: list[dict[str, str]] = []
+        self._flushed_at = time.monotonic()
 
     def problem(self, reference: str, code: str, message: str, *, is_error: bool) -> None:
-        if len(self.scan.problems) < MAX_PROBLEMS:
-            self.scan.problems.append({"reference": reference[:300], "code": code[:60], "message": message[:1000]})
+        item = {"reference": reference[:300], "code": code[:60], "message": message[:1000]}
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(item)
+            self._unsent.append(item)
         if is_error:
-            self.scan.errors += 1
+            self._pending["errors"] += 1
             self.messages.append(f"{reference}: {code}: {message}")
 
-    def advance(self, steps: int) -> None:
-        self.scan.done += steps
-        self.save()
+    def count(self, field_name: str, steps: int = 1) -> None:
+        self._pending[field_name] += steps
 
-    def save(self) -> None:
-        Scan.objects.filter(pk=self.scan.pk).update(
-            done=self.scan.done, total=self.scan.total, errors=self.scan.errors, fetched=self.scan.fetched,
-            unchanged=self.scan.unchanged, problems=self.scan.problems,
-        )
+    def advance(self, steps: int) -> None:
+        self.advanced += steps
+        self._pending["done"] += steps
+        # Someone watching (``ingest --wait``) sees every step; a worker writes a few times a second at most.
+        if self.callback is not None or time.monotonic() - self._flushed_at >= _FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._flushed_at = time.monotonic()
+        changes = {k: F(k) + v for k, v in self._pending.items() if v}
+        if not changes and not self._unsent:
+            return
+        with transaction.atomic():
+            if self._unsent:
+                problems = Scan.objects.select_for_update().values_list("problems", flat=True).get(pk=self.scan.pk)
+                room = max(0, MAX_PROBLEMS - len(problems))
+                changes["problems"] = Value([*problems, *self._unsent[:room]], output_field=JSONField())
+            Scan.objects.filter(pk=self.scan.pk).update(**changes)
+        self._pending = dict.fromkeys(self._pending, 0)
+        self._unsent = []
         if self.callback is not None:
+            self.scan.refresh_from_db()
             self.callback(self.scan)
 
 
-def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None) -> None:
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every part of one scan needs, whichever process does it."""
+
+    source: Source
+    trust: _Trust
+    policy: str  # the verification settings' key (see _policy_key)
+
+
+def _prepare(scan: Scan) -> _Run:
+    source = scan.source
+    trust = _Trust(trust_services.load(source.trust_root), identity_policy(source), trust_services.public_key_pems(),
+                   require_tlog=not source.ignore_tlog)
+    return _Run(source, trust, _policy_key(source))
+
+
+def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, inline: bool = False) -> None:
     """Ingest every image a source names, verify its evidence and store the results.
 
-    Problems with one image (unreadable, gone, unreachable) are stored on the scan and the rest goes on.
-    Raises :class:`TransientError` only when nothing could be ingested for a transient reason (so the task
-    retries), and errors about the source itself (authentication, unknown repository, unusable trust root).
+    The scan lists the source's targets. Up to ``PROVENANCE_SCAN_CHUNK`` of them are done here and now; more are
+    split into chunks that worker tasks do in parallel (``inline``: all here, one after the other, as
+    ``ingest --wait`` does); the last chunk to finish finishes the scan. Problems with one image (unreadable,
+    gone, unreachable) are stored on the scan and the rest goes on. Raises :class:`TransientError` only when
+    nothing could be ingested for a transient reason (so the task retries), and errors about the source itself
+    (authentication, unknown repository, unusable trust root).
     """
     scan = Scan.objects.select_related("source__trust_root").get(pk=scan_id)
-    source = scan.source
-    scan.problems, scan.errors, scan.done, scan.fetched, scan.unchanged = [], 0, 0, 0, 0
-    trust_root = trust_services.load(source.trust_root)
-    identity = identity_policy(source)
-    # Key-based signatures verify with any registered public key (the result names which).
-    trust = _Trust(trust_root, identity, trust_services.public_key_pems(), require_tlog=not source.ignore_tlog)
-    policy = _policy_key(source)
-    tracker = _Progress(scan, progress)
-    concurrency = max(1, getattr(settings, "PROVENANCE_SCAN_CONCURRENCY", 4))
-    with open_access(source) as access, ThreadPoolExecutor(concurrency, thread_name_prefix="scan") as pool:
+    Scan.objects.filter(pk=scan_id).update(problems=[], errors=0, done=0, fetched=0, unchanged=0, total=0)
+    run = _prepare(scan)
+    source = run.source
+    with open_access(source) as access, ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool:
         listing = list_targets(source, access, pool=pool)
-        scan.total = len(listing.targets)
-        tracker.save()
+        Scan.objects.filter(pk=scan_id).update(total=len(listing.targets))
+        regone: list[int] = []
         for repository, existing in listing.existing.items():
             known = artifact_services.current_tags(source, repository)
-            artifact_services.record_tags_gone(source, repository, [t for t in known if t not in existing])
-        groups = _resolve(access, listing.targets, pool, tracker, source)
-        futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
-        for (repository, digest), targets in groups.items():
-            artifact, nodes = artifact_services.stored_tree(source, repository, digest)
-            stored = artifact.evidence_fingerprint if artifact is not None else ""
-            future = pool.submit(_examine, access, repository, digest, nodes=nodes, stored=stored, policy=policy,
-                                 trust=trust, listed=listing.listed)
-            futures[future] = (repository, digest, targets)
-        for future in as_completed(futures):
-            repository, digest, targets = futures[future]
-            _finish_digest(source, future, repository, digest, targets, tracker)
-    if tracker.transient and not tracker.succeeded and scan.total:
-        raise TransientError(f"nothing could be ingested: {tracker.messages[0]}")
-    now = timezone.now()
-    summary = "\n".join(tracker.messages)[:20000]
+            regone += artifact_services.record_tags_gone(source, repository, [t for t in known if t not in existing])
+        if regone:  # their names changed: the policies that match them may have too
+            policy_services.evaluate_artifacts(regone, cause="evidence", detail=f"scan #{scan_id}")
+        size = max(1, getattr(settings, "PROVENANCE_SCAN_CHUNK", 200))
+        chunks = [listing.targets[i:i + size] for i in range(0, len(listing.targets), size)]
+        if len(chunks) <= 1:
+            tracker = _Progress(scan, progress)
+            _process(run, access, listing.targets, listing.listed, pool, tracker)
+            tracker.flush()
+            if tracker.transient and not tracker.succeeded and listing.targets:
+                raise TransientError(f"nothing could be ingested: {tracker.messages[0]}")
+            _finish_scan(scan_id, tracker.messages)
+            return
     with transaction.atomic():
-        Scan.objects.filter(pk=scan_id).update(
-            state=Scan.State.DONE,
-            error_code="partial" if scan.errors else "",
-            error=summary,
-            finished_at=now,
-            done=scan.done,
-            errors=scan.errors,
-            problems=scan.problems,
-        )
-        Source.objects.filter(pk=source.pk).update(last_error=summary, last_scanned_at=now)
-    # Trust status under the policies follows from the evidence just stored (unchanged statuses write no history).
-    policy_services.evaluate_artifacts(list(source.artifacts.values_list("pk", flat=True)), cause="evidence",
-                                       detail=f"scan #{scan_id}")
+        ScanListing.objects.update_or_create(scan_id=scan_id, defaults={
+            "listed": {repository: sorted(tags) for repository, tags in listing.listed.items()}})
+        ScanChunk.objects.filter(scan_id=scan_id).delete()  # a retried coordinator starts its chunks again
+        rows = ScanChunk.objects.bulk_create(
+            ScanChunk(scan_id=scan_id, index=i, targets=[[t.repository, t.reference, t.tag] for t in chunk])
+            for i, chunk in enumerate(chunks))
+    if inline:
+        for row in rows:
+            if claim_chunk(row.pk):
+                run_chunk(row.pk, progress=progress)
+    else:
+        from provenance.sources.tasks import scan_chunk
+
+        for row in rows:
+            transaction.on_commit(lambda pk=row.pk: scan_chunk.delay(pk))
+
+
+def claim_chunk(chunk_id: int) -> bool:
+    """Move a pending chunk to running; False when another worker has it, it is finished, or it is gone."""
+    return ScanChunk.objects.filter(pk=chunk_id, state=ScanChunk.State.PENDING).update(
+        state=ScanChunk.State.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1) == 1
+
+
+def run_chunk(chunk_id: int, *, progress: Callable[[Scan], None] | None = None) -> None:
+    """Do one claimed chunk of a scan; the last chunk to end finishes the scan. A problem with the source itself
+    (access revoked, trust root unusable) fails this chunk with its reason; the other chunks go on."""
+    chunk = ScanChunk.objects.select_related("scan__source__trust_root").get(pk=chunk_id)
+    scan = chunk.scan
+    targets = [Target(repository, reference, tag) for repository, reference, tag in chunk.targets]
+    tracker = _Progress(scan, progress)
+    try:
+        run = _prepare(scan)
+        listed = _listing(scan.pk)
+        with open_access(run.source) as access, ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool:
+            _process(run, access, targets, listed, pool, tracker)
+    except ProvenanceError as err:
+        # The targets not reached count as not ingested; the scan's done count reaches its total at the end.
+        undone = len(targets) - tracker.advanced
+        tracker.problem(f"chunk {chunk.index + 1} of scan #{scan.pk}", err.code, err.message, is_error=True)
+        tracker.count("errors", max(0, undone - 1))
+        state = ScanChunk.State.FAILED
+    else:
+        state = ScanChunk.State.DONE
+    tracker.flush()
+    ScanChunk.objects.filter(pk=chunk_id).update(
+        state=state, finished_at=timezone.now(), problems=tracker.problems, messages="\n".join(tracker.messages),
+        transient=tracker.transient, succeeded=tracker.succeeded)
+    _finish_if_last(scan.pk)
+
+
+def _finish_if_last(scan_id: int) -> None:
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=scan_id)
+        if scan.state != Scan.State.RUNNING:
+            return
+        open_chunks = ScanChunk.objects.filter(scan_id=scan_id).exclude(
+            state__in=[ScanChunk.State.DONE, ScanChunk.State.FAILED])
+        if open_chunks.exists():
+            return
+        messages = [m for text in ScanChunk.objects.filter(scan_id=scan_id).values_list("messages", flat=True)
+                    for m in text.splitlines() if m]
+        # A chunk that failed as a whole left its targets undone: the scan's count still reaches the total.
+        Scan.objects.filter(pk=scan_id).update(done=F("total"), errors=Least(F("errors"), F("total")))
+    _finish_scan(scan_id, messages)
+
+
+def _finish_scan(scan_id: int, messages: list[str]) -> None:
+    now = timezone.now()
+    summary = "\n".join(messages)[:20000]
+    scan = Scan.objects.get(pk=scan_id)
+    with transaction.atomic():
+        Scan.objects.filter(pk=scan_id).update(state=Scan.State.DONE, error_code="partial" if scan.errors else "",
+                                               error=summary, finished_at=now)
+        Source.objects.filter(pk=scan.source_id).update(last_error=summary, last_scanned_at=now)
+        ScanListing.objects.filter(scan_id=scan_id).delete()
     _announce(scan_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_listing(scan_id: int) -> dict[str, frozenset[str]]:
+    row = ScanListing.objects.filter(scan_id=scan_id).values_list("listed", flat=True).first() or {}
+    return {repository: frozenset(tags) for repository, tags in row.items()}
+
+
+def _listing(scan_id: int) -> dict[str, frozenset[str]]:
+    """The scan's tag listing, parsed once per worker process (a chunk of the same scan reuses it)."""
+    return _cached_listing(scan_id)
+
+
+def _concurrency() -> int:
+    return max(1, getattr(settings, "PROVENANCE_SCAN_CONCURRENCY", 4))
+
+
+def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str, frozenset[str]],
+             pool: ThreadPoolExecutor, tracker: _Progress) -> None:
+    """Resolve, look at, verify and store ``targets``; record their tags; evaluate the policies over them."""
+    source = run.source
+    groups = _resolve(access, targets, pool, tracker, source)
+    futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
+    stored = artifact_services.stored_trees(source, list(groups))
+    for (repository, digest), group in groups.items():
+        artifact, nodes = stored.get((repository, str(digest)), (None, []))
+        future = pool.submit(_examine, access, repository, digest, nodes=nodes,
+                             stored=artifact.evidence_fingerprint if artifact is not None else "", policy=run.policy,
+                             trust=run.trust, listed=listed)
+        futures[future] = (repository, digest, group)
+    tags: dict[str, dict[str, Digest]] = {}
+    for future in as_completed(futures):
+        repository, digest, group = futures.pop(future)
+        _finish_digest(source, future, repository, digest, group, tracker)
+        for target in group:
+            if target.tag is not None:
+                tags.setdefault(repository, {})[target.tag] = digest
+    for repository, pointing in tags.items():
+        artifact_services.record_tags(source, repository, pointing)
+    ids = artifact_services.tree_ids(source, tracker.touched)
+    if ids:
+        policy_services.evaluate_artifacts(ids, cause="evidence", detail=f"scan #{tracker.scan.pk}")
 
 
 def _announce(scan_id: int) -> None:
@@ -601,7 +790,7 @@ def _announce(scan_id: int) -> None:
 
 def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tracker: _Progress,
              source: Source) -> dict[tuple[str, Digest], list[Target]]:
-    """Resolve tags to digests (HEAD), record where each points; group targets by digest."""
+    """Resolve tags to digests (HEAD); group targets by digest. A tag gone since the listing is recorded gone."""
     def resolve(target: Target) -> Digest:
         if target.tag is None:
             return Digest.parse(target.reference)
@@ -614,6 +803,7 @@ def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tr
         return digest
 
     groups: dict[tuple[str, Digest], list[Target]] = {}
+    gone: dict[str, list[str]] = {}
     futures = [(target, pool.submit(resolve, target)) for target in targets]
     for target, future in futures:
         try:
@@ -623,10 +813,12 @@ def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tr
         except ProvenanceError as err:
             _record_failure(tracker, str(target), err)
             if target.tag is not None and isinstance(err, NotFoundError):
-                artifact_services.record_tags_gone(source, target.repository, [target.tag])
+                gone.setdefault(target.repository, []).append(target.tag)
             tracker.advance(1)
             continue
         groups.setdefault((target.repository, digest), []).append(target)
+    for repository, tags in gone.items():
+        artifact_services.record_tags_gone(source, repository, tags)
     return groups
 
 
@@ -664,10 +856,13 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
 
 def _finish_digest(source: Source, future: Future[_Examined], repository: str, digest: Digest,
                    targets: list[Target], tracker: _Progress) -> None:
-    """On the scan thread: store what a worker learned, record tags, count progress."""
+    """On the scan thread: store what a worker thread learned, count progress (tags are recorded per batch)."""
     label = " ".join(str(t) for t in targets[:3]) + (" ..." if len(targets) > 3 else "")
     try:
         examined = future.result()
+        if not examined.unchanged:
+            assert examined.discovery is not None
+            _store(source, repository, examined)
     except AccessError:
         raise
     except ProvenanceError as err:
@@ -679,19 +874,30 @@ def _finish_digest(source: Source, future: Future[_Examined], repository: str, d
                         ProvenanceError(f"internal error: {type(err).__name__}", code="internal_error"))
     else:
         tracker.succeeded += 1
+        tracker.touched.append((repository, digest))
         if examined.unchanged:
-            tracker.scan.unchanged += 1
+            tracker.count("unchanged")
         else:
             assert examined.discovery is not None
-            artifact_services.store_discovery(source, repository, examined.discovery, examined.results,
-                                              fingerprint=examined.fingerprint)
-            tracker.scan.fetched += 1
+            tracker.count("fetched")
             for problem in examined.discovery.problems:
                 tracker.problem(f"{label}@{digest}", problem.code, problem.message, is_error=False)
-    for target in targets:
-        if target.tag is not None:
-            artifact_services.record_tag(source, repository, target.tag, digest)
     tracker.advance(len(targets))
+
+
+def _store(source: Source, repository: str, examined: _Examined) -> None:
+    """Store one digest's results atomically. Two workers may store the same digest at once (two tags of it in two
+    chunks): the loser of the insert race finds the winner's row and stores over it (the results are the same)."""
+    assert examined.discovery is not None
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                artifact_services.store_discovery(source, repository, examined.discovery, examined.results,
+                                                  fingerprint=examined.fingerprint)
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def _record_failure(tracker: _Progress, reference: str, err: ProvenanceError) -> None:

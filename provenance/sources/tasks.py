@@ -30,6 +30,19 @@ def scan_source(self, scan_id: int) -> None:  # type: ignore[no-untyped-def]
         raise
 
 
+@shared_task(bind=True, acks_late=True, max_retries=len(RETRY_DELAYS))
+def scan_chunk(self, chunk_id: int) -> None:  # type: ignore[no-untyped-def]
+    """One slice of a large scan (see services.run_scan); the last one to end finishes the scan."""
+    if not services.claim_chunk(chunk_id):
+        return
+    try:
+        services.run_chunk(chunk_id)
+    except Exception:
+        # A bug, not bad input: the chunk is failed with the reason so that the scan still finishes.
+        services.fail_chunk(chunk_id, ProvenanceError("internal error in a scan chunk", code="internal_error"))
+        raise
+
+
 @shared_task
 def sweep_stuck_scans() -> int:
     return services.sweep_stuck_scans()
