@@ -1,0 +1,283 @@
+"""The real pipeline, end to end: a repository source scanned by real Celery worker processes on PostgreSQL and
+Redis, evidence stored, policies evaluated; then a re-scan of the unchanged repository.
+
+Starts its own ``docker-registry`` (127.0.0.1, a temporary directory) and writes N images straight into its
+storage (fast: one shared config and layer, a distinct manifest per image); the first ``--signed`` of them get a
+cosign signature and two attestations (SLSA provenance, SPDX) by the project's test Sigstore. Creates its own
+database on the PostgreSQL of ``DATABASE_URL`` (dropped afterwards) and a private queue on the Redis of
+``CELERY_BROKER_URL``, starts ``--workers`` worker processes of ``--concurrency`` each, and prints: wall time,
+images/s, SQL statements per image (counted in the workers), the workers' peak RSS, chunks.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test CELERY_BROKER_URL=redis://127.0.0.1:6379/11 \\
+        .venv/bin/python bench/scan_pipeline.py [--images 500] [--signed 100] [--workers 1] [--concurrency 2]
+
+Needs docker-registry, PostgreSQL and Redis; exits with a message without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+IDENTITY = "https://github.com/provenance-bench/app/.github/workflows/release.yml@refs/heads/main"
+ISSUER = "https://token.actions.githubusercontent.com"
+REPOSITORY = "bench/fleet"
+
+
+class Storage:
+    """Writes blobs, manifests and tags the way docker-registry's filesystem driver lays them out."""
+
+    def __init__(self, root: Path) -> None:
+        self.v2 = root / "docker" / "registry" / "v2"
+
+    def blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.v2 / "blobs" / "sha256" / digest[:2] / digest / "data"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return f"sha256:{digest}"
+
+    def _link(self, path: Path, digest: str) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "link").write_text(digest)
+
+    def layer(self, repository: str, data: bytes) -> dict[str, object]:
+        digest = self.blob(data)
+        self._link(self.v2 / "repositories" / repository / "_layers" / "sha256" / digest[7:], digest)
+        return {"digest": digest, "size": len(data)}
+
+    def manifest(self, repository: str, data: bytes, tag: str | None = None) -> str:
+        digest = self.blob(data)
+        manifests = self.v2 / "repositories" / repository / "_manifests"
+        self._link(manifests / "revisions" / "sha256" / digest[7:], digest)
+        if tag is not None:
+            self._link(manifests / "tags" / tag / "current", digest)
+            self._link(manifests / "tags" / tag / "index" / "sha256" / digest[7:], digest)
+        return digest
+
+
+def seed(storage: Storage, images: int, signed: int) -> None:
+    from provenance.core.testsigstore import in_toto_statement
+    from provenance.core.types import MediaType
+
+    sigstore = _sigstore()
+    layer = storage.layer(REPOSITORY, b"bench layer\n")
+    config = storage.layer(REPOSITORY, json.dumps({"architecture": "amd64", "os": "linux"}).encode())
+    empty = storage.layer(REPOSITORY, b"{}")
+
+    def manifest(config_ref: dict[str, object], layers: list[dict[str, object]], **extra: object) -> bytes:
+        return json.dumps({"schemaVersion": 2, "mediaType": MediaType.OCI_MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_ref},
+                           "layers": layers, **extra}).encode()
+
+    def attach(digest: str, suffix: str, signed_layers: list) -> None:  # type: ignore[type-arg]
+        descriptors = [{"mediaType": item.media_type, **storage.layer(REPOSITORY, item.payload),
+                        "annotations": item.annotations} for item in signed_layers]
+        storage.manifest(REPOSITORY, manifest(empty, descriptors), f"sha256-{digest[7:]}{suffix}")
+
+    for number in range(images):
+        body = manifest(config, [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}],
+                        annotations={"bench.number": str(number)})
+        digest = storage.manifest(REPOSITORY, body, f"img-{number:05d}")
+        if number < signed:
+            attach(digest, ".sig", [sigstore.cosign_signature_layer(digest, REPOSITORY, identity=IDENTITY,
+                                                                    issuer=ISSUER)])
+            statements = [("https://slsa.dev/provenance/v1", {"buildDefinition": {"buildType": "https://x.test/b"}}),
+                          ("https://spdx.dev/Document", {"spdxVersion": "SPDX-2.3", "packages": []})]
+            attach(digest, ".att", [sigstore.cosign_attestation_layer(
+                in_toto_statement(REPOSITORY, digest[7:], kind, predicate), identity=IDENTITY, issuer=ISSUER,
+                predicate_type=kind) for kind, predicate in statements])
+
+
+_SIGSTORE = []
+
+
+def _sigstore():  # type: ignore[no-untyped-def]
+    from provenance.core.testsigstore import TestSigstore
+
+    if not _SIGSTORE:
+        _SIGSTORE.append(TestSigstore.create(name="bench-pipeline"))
+    return _SIGSTORE[0]
+
+
+def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        sys.exit("docker-registry not installed: apt-get install docker-registry")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = workdir / "config.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
+                      f"  filesystem:\n    rootdirectory: {workdir / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+                      f"  secret: {secrets.token_hex(16)}\n")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{host}/v2/", timeout=1).status_code == 200:
+                return process, host
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    sys.exit("docker-registry did not start")
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The largest peak resident set (VmHWM) among the processes and their children."""
+    peak = 0
+    for pid in pids:
+        for proc in [pid, *_children(pid)]:
+            try:
+                for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except OSError:
+                continue
+    return peak / 1024
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(c) for c in found] + [g for c in found for g in _children(int(c))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=500)
+    parser.add_argument("--signed", type=int, default=100, help="images with a signature and two attestations")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=2, help="pool size of each worker process")
+    parser.add_argument("--chunk", type=int, default=200, help="PROVENANCE_SCAN_CHUNK")
+    args = parser.parse_args()
+    database_url = os.environ.get("DATABASE_URL", "")
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not database_url.startswith("postgres") or not broker.startswith("redis"):
+        sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis): this measures the production setup")
+
+    import psycopg
+
+    name = f"bench_pipeline_{os.getpid()}"
+    admin_url = database_url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    workdir = Path(tempfile.mkdtemp(prefix="provenance-pipeline-"))
+    registry, workers = None, []
+    try:
+        base, _, _ = database_url.rpartition("/")
+        queue = f"bench-{uuid.uuid4().hex[:8]}"
+        env = {**os.environ, "DATABASE_URL": f"{base}/{name}", "PROVENANCE_CELERY_QUEUE": queue,
+               "PROVENANCE_DATA_DIR": str(workdir / "var"), "PROVENANCE_DEBUG": "1", "PROVENANCE_SIGSTORE_TUF": "0",
+               "PROVENANCE_SCAN_CHUNK": str(args.chunk), "PROVENANCE_SQL_COUNT_DIR": str(workdir / "sql"),
+               "PROVENANCE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        (workdir / "sql").mkdir()
+        os.environ.update({k: v for k, v in env.items() if k != "PROVENANCE_SQL_COUNT_DIR"})
+        import django
+
+        os.environ["DJANGO_SETTINGS_MODULE"] = "provenance.settings"
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        registry, host = start_registry(workdir)
+        started = time.perf_counter()
+        seed(Storage(workdir / "data"), args.images, args.signed)
+        print(f"seeded {args.images} images ({args.signed} signed and attested) in "
+              f"{time.perf_counter() - started:.1f} s")
+        report(args, env, host, workers, workdir)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if registry is not None:
+            registry.terminate()
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(args: argparse.Namespace, env: dict[str, str], host: str, workers: list, workdir: Path) -> None:  # type: ignore[type-arg]
+    from provenance.policies import services as policy_services
+    from provenance.sources import services
+    from provenance.sources.models import Scan, ScanChunk, Source
+    from provenance.trust import services as trust_services
+
+    root = trust_services.register(name="bench", document=_sigstore().trusted_root_json())
+    policy_services.save_policy(f"""apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata: {{name: bench}}
+spec:
+  images: [{{glob: "{host}/bench/**"}}]
+  authorities:
+    - keyless: {{url: "https://fulcio.test", identities: [{{issuer: "{ISSUER}", subject: "{IDENTITY}"}}]}}
+""")
+    source = services.create_source(name="bench", kind=Source.Kind.REPOSITORY, location=f"{host}/{REPOSITORY}",
+                                    trust_root=root, is_insecure=True, expected_identity=IDENTITY,
+                                    expected_issuer=ISSUER, is_scheduled=False)
+    for i in range(args.workers):
+        log = (workdir / f"worker-{i}.log").open("wb")
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "provenance", "worker", "--pool", "prefork", "--concurrency",
+             str(args.concurrency), "--queues", env["PROVENANCE_CELERY_QUEUE"], "--without-gossip",
+             "--without-mingle", "--loglevel", "WARNING", "--hostname", f"bench{i}-{uuid.uuid4().hex[:6]}@localhost"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    time.sleep(4)  # let the workers connect
+    print(f"{args.workers} worker process(es) x {args.concurrency}, chunk {args.chunk}, PostgreSQL + Redis\n")
+    print(f"{'run':<10} {'images':>7} {'wall s':>8} {'images/s':>9} {'SQL/image':>10} {'chunks':>7} {'state':>6}")
+    for label in ("scan", "re-scan"):
+        before = _sql(workdir)
+        started = time.perf_counter()
+        scan = services.start_scan(source)
+        while not Scan.objects.get(pk=scan.pk).is_finished:
+            time.sleep(0.2)
+        wall = time.perf_counter() - started
+        time.sleep(0.5)  # the last task's count is written after it returns
+        scan.refresh_from_db()
+        statements = _sql(workdir) - before
+        chunks = ScanChunk.objects.filter(scan=scan).count()
+        print(f"{label:<10} {scan.total:>7} {wall:>8.1f} {scan.total / wall:>9.1f} "
+              f"{statements / max(1, scan.total):>10.1f} {chunks:>7} {scan.state:>6}"
+              + f"  errors={scan.errors} fetched={scan.fetched} unchanged={scan.unchanged}")
+    pids = [w.pid for w in workers]
+    print(f"\nworker peak RSS (largest process): {peak_rss_mb(pids):.0f} MB")
+    if os.environ.get("PROVENANCE_BENCH_SQL_SHAPES"):
+        for path in workdir.glob("sql-shapes-*.json"):
+            for shape, count in json.loads(path.read_text())[:25]:
+                print(f"{count:>9}  {shape}")
+
+
+def _sql(workdir: Path) -> int:
+    return sum(int(p.read_text() or 0) for p in (workdir / "sql").iterdir())
+
+
+if __name__ == "__main__":
+    main()
