@@ -201,7 +201,7 @@ class Mirror:
             subprocess.run(["git", "init", "--quiet", "--bare", "--", str(self.path)], env=git_env(self._mkhome()),
                            capture_output=True, check=True, timeout=60)
         args = ["fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
-                "--", url, *refspecs]
+                "--update-shallow", "--", url, *refspecs]
         self._fetch_bounded(args)
         warnings = []
         is_shallow = (self.path / "shallow").exists()

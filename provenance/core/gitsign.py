@@ -49,7 +49,15 @@ from provenance.core.types import CheckResult, IdentityPolicy, LogEvidence, Outc
 from provenance.core.verify.certificate import Signer, check_certificate, check_identity, oidc_issuer, readable, sans_of
 from provenance.core.verify.checks import MALFORMED, Requirement, Run
 from provenance.core.verify.signature import verify_signature
-from provenance.core.verify.tlog import Expected, Proof, TlogEntry, check_body, check_set, inclusion_problem, trusted_log
+from provenance.core.verify.tlog import (
+    Expected,
+    Proof,
+    TlogEntry,
+    check_body,
+    check_set,
+    inclusion_problem,
+    trusted_log,
+)
 
 __all__ = [
     "MAX_CERTIFICATES",
@@ -561,6 +569,7 @@ def _proto(data: bytes, what: str) -> dict[int, list[Any]]:
     while i < len(data):
         key, i = _varint(data, i, what)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, i = _varint(data, i, what)
         elif wire == 2:
