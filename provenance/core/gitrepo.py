@@ -40,6 +40,7 @@ __all__ = [
     "Ref",
     "git_env",
     "parse_location",
+    "ref_names",
 ]
 
 ALLOWED_PROTOCOLS = ("https", "ssh", "file")
@@ -191,10 +192,10 @@ class Mirror:
         Raises :class:`GitError` (``git_not_found``, ``git_failed``, ``git_too_large``) or :class:`TransientError`
         (``git_timeout``; a network failure that may pass).
         """
-        refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in _ref_names(branches)] or [
+        refspecs = [f"+refs/heads/{b}:refs/heads/{b}" for b in ref_names(branches)] or [
             "+refs/heads/*:refs/heads/*"]
         if tag_pattern:
-            pattern = _ref_names([tag_pattern])[0]
+            pattern = ref_names([tag_pattern])[0]
             refspecs.append(f"+refs/tags/{pattern}:refs/tags/{pattern}")
         if not (self.path / "HEAD").exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +314,19 @@ class Mirror:
             position += size + 1
         return result
 
+    def resolve(self, revision: str) -> str:
+        """The commit a revision (a name, a branch, a tag) names; raises :class:`GitError` (``git_rev_unknown``)."""
+        if not revision or revision.startswith("-") or len(revision) > 300 or any(ord(c) < 0x21 for c in revision):
+            raise GitError(f"not a revision: {revision[:100]!r}", code="git_rev_unknown")
+        try:
+            out = self._run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"])
+        except GitError as err:
+            raise GitError(f"no commit {revision[:100]!r} in {self.path}", code="git_rev_unknown") from err
+        sha = out.decode("ascii", "replace").strip()
+        if not _SHA_RE.match(sha):
+            raise GitError(f"no commit {revision[:100]!r} in {self.path}", code="git_rev_unknown")
+        return sha
+
     def is_ancestor(self, commit: str, of: str) -> bool:
         """Whether ``commit`` is reachable from ``of`` (both full names)."""
         if not (_SHA_RE.match(commit) and _SHA_RE.match(of)):
@@ -327,7 +341,8 @@ class Mirror:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _ref_names(names: Iterable[str]) -> list[str]:
+def ref_names(names: Iterable[str]) -> list[str]:
+    """The branch or tag names (a glob with one ``*`` allowed), checked; raises MalformedEvidenceError."""
     result = []
     for name in names:
         name = name.strip()
