@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from provenance.core.gitsign import CommitStatus, LogStatus, SignatureKind
 from provenance.core.types import IdentityPolicy
+from provenance.core.verify import CommitStatus, LogStatus, SignatureKind
 
 
 class GitSource(models.Model):
@@ -80,17 +80,17 @@ class GitFetch(models.Model):
 
 
 class SignatureVerdict(models.Model):
-    """What a commit's or tag's signature shows (from :class:`provenance.core.gitsign.CommitVerification`)."""
+    """What a commit's or tag's signature shows (from :class:`provenance.core.verify.CommitVerification`)."""
 
     signature_kind = models.CharField(max_length=10, choices=[(k.value, k.value) for k in SignatureKind],
-                                      default=SignatureKind.NONE)
+                                      default=SignatureKind.NONE.value)
     status = models.CharField(max_length=20, choices=[(s.value, s.value) for s in CommitStatus],
-                              default=CommitStatus.UNSIGNED, db_index=True)
+                              default=CommitStatus.UNSIGNED.value, db_index=True)
     signer_identity = models.CharField(max_length=500, blank=True, db_index=True)
     signer_issuer = models.CharField(max_length=500, blank=True)
     signer_key = models.CharField(max_length=200, blank=True)
     log_status = models.CharField(max_length=20, choices=[(s.value, s.value) for s in LogStatus],
-                                  default=LogStatus.NOT_APPLICABLE)
+                                  default=LogStatus.NOT_APPLICABLE.value)
     log_index = models.BigIntegerField(null=True, blank=True)
     integrated_time = models.BigIntegerField(null=True, blank=True)
     signing_time = models.DateTimeField(null=True, blank=True)

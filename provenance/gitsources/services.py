@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,8 +24,8 @@ from provenance.core.gitrepo import (
     parse_location,
     ref_names,
 )
-from provenance.core.gitsign import CommitVerification, verify_object
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
+from provenance.core.verify import CommitVerification, verify_git_object
 from provenance.gitsources.models import Commit, GitFetch, GitRef, GitSource, SignatureVerdict
 from provenance.trust import services as trust_services
 from provenance.trust.models import TrustRoot
@@ -37,10 +39,20 @@ def mirror_path(source: GitSource) -> Path:
 
 
 def limits() -> GitLimits:
-    return GitLimits(
-        timeout=float(getattr(settings, "PROVENANCE_GIT_TIMEOUT", 300)),
-        max_bytes=int(getattr(settings, "PROVENANCE_GIT_MAX_BYTES", 2 * 1024**3)),
-    )
+    """Bounds per fetch: a setting, else the environment variable of the same name, else the default."""
+    return GitLimits(timeout=_setting("PROVENANCE_GIT_TIMEOUT", 300), max_bytes=_setting("PROVENANCE_GIT_MAX_BYTES",
+                                                                                         2 * 1024**3))
+
+
+def _setting(name: str, default: int) -> int:
+    raw = getattr(settings, name, None) or os.environ.get(name) or default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError) as err:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from err
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be positive")
+    return value
 
 
 @transaction.atomic
@@ -123,7 +135,7 @@ class _Judge:
         self.allowed_signers = source.allowed_signers
 
     def __call__(self, raw: bytes, object_type: str = "commit") -> CommitVerification:
-        return verify_object(raw, object_type=object_type, trust_root=self.root, identity=self.identity,
+        return verify_git_object(raw, object_type=object_type, trust_root=self.root, identity=self.identity,
                              allowed_signers=self.allowed_signers)
 
 

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from provenance.accounts.decorators import role_required
 from provenance.accounts.roles import Role
 from provenance.core.errors import ProvenanceError
-from provenance.core.gitsign import CommitStatus
+from provenance.core.verify import CommitStatus
 from provenance.gitsources import services
 from provenance.gitsources.forms import GitSourceForm
 from provenance.gitsources.models import Commit, GitSource

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from provenance.core.gitsign import CommitStatus, LogStatus, SignatureKind, split_signature, verify_object
 from provenance.core.testsigstore import LeafOptions, TestSigstore
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import IdentityPolicy
+from provenance.core.verify import CommitStatus, LogStatus, SignatureKind, split_signature, verify_git_object
 from tests.factories import make_sigstore
 from tests.gitsources.gitsigning import (
     IDENTITY,
@@ -43,7 +43,7 @@ def root(sigstore: TestSigstore) -> TrustRoot:
 
 
 def _verify(raw: bytes, root: TrustRoot, policy: IdentityPolicy | None = POLICY, **kw: object):  # type: ignore[no-untyped-def]
-    return verify_object(raw, trust_root=root, identity=policy, **kw)  # type: ignore[arg-type]
+    return verify_git_object(raw, trust_root=root, identity=policy, **kw)  # type: ignore[arg-type]
 
 
 def _failed(result) -> list[str]:  # type: ignore[no-untyped-def]
@@ -202,9 +202,10 @@ def test_signed_annotated_tag(tmp_path: Path, sigstore: TestSigstore, root: Trus
     tag = payload + signature
     write_object(repo, tag, kind="tag", ref="refs/tags/v1.0")
     assert git(repo, "cat-file", "-t", "v1.0") == "tag"
-    assert verify_object(tag, object_type="tag", trust_root=root, identity=POLICY).is_verified
+    assert verify_git_object(tag, object_type="tag", trust_root=root, identity=POLICY).is_verified
     tampered = tag.replace(b"release 1.0", b"release 6.6")
-    assert _failed(verify_object(tampered, object_type="tag", trust_root=root, identity=POLICY)) == ["digest_mismatch"]
+    result = verify_git_object(tampered, object_type="tag", trust_root=root, identity=POLICY)
+    assert _failed(result) == ["digest_mismatch"]
 
 
 def test_ssh_signed_commits(tmp_path: Path) -> None:
@@ -213,17 +214,17 @@ def test_ssh_signed_commits(tmp_path: Path) -> None:
     _, other_allowed = ssh_key(tmp_path, "bob")
     sha = ssh_signed_commit(repo, key, "ssh signed")
     raw = git(repo, "cat-file", "commit", sha).encode() + b"\n"
-    result = verify_object(raw, trust_root=None, identity=None, allowed_signers=allowed)
+    result = verify_git_object(raw, trust_root=None, identity=None, allowed_signers=allowed)
     assert (result.kind, result.status) == (SignatureKind.SSH, CommitStatus.VERIFIED), result.checks
     assert result.identity == "alice@example.com" and result.key.startswith("ED25519 SHA256:")
     # No signers configured: valid, but not checked against anyone.
-    assert verify_object(raw, trust_root=None, identity=None).status is CommitStatus.NOT_CHECKED
+    assert verify_git_object(raw, trust_root=None, identity=None).status is CommitStatus.NOT_CHECKED
     # Someone else's key allowed: untrusted.
-    other = verify_object(raw, trust_root=None, identity=None, allowed_signers=other_allowed)
+    other = verify_git_object(raw, trust_root=None, identity=None, allowed_signers=other_allowed)
     assert other.status is CommitStatus.UNTRUSTED and _failed(other) == ["ssh_signer_not_allowed"]
     # Edited after signing.
     edited = raw.replace(b"ssh signed", b"ssh forged")
-    assert verify_object(edited, trust_root=None, identity=None, allowed_signers=allowed).status is \
+    assert verify_git_object(edited, trust_root=None, identity=None, allowed_signers=allowed).status is \
         CommitStatus.INVALID
 
 
@@ -254,6 +255,6 @@ def test_real_gitsign_commits() -> None:
         meta = json.loads((case / "case.json").read_text())
         root = TrustRoot.production() if meta.get("trusted_root") == "embedded:production" else TrustRoot.staging()
         raw = (case / meta.get("artifact", "commit.txt")).read_bytes()
-        result = verify_object(raw, trust_root=root,
+        result = verify_git_object(raw, trust_root=root,
                                identity=IdentityPolicy(issuer=meta["issuer"], identity=meta["identity"]))
         assert result.is_verified is (meta["expected"] == "verify"), (case.name, _failed(result))

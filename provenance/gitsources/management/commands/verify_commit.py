@@ -19,9 +19,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from provenance.core.errors import ProvenanceError
 from provenance.core.gitrepo import Mirror
-from provenance.core.gitsign import verify_object
 from provenance.core.trustroot import MAX_TRUST_ROOT_BYTES, TrustRoot
 from provenance.core.types import IdentityPolicy
+from provenance.core.verify import verify_git_object
 
 
 class Command(BaseCommand):
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                                       identity=options["certificate_identity"],
                                       identity_regexp=options["certificate_identity_regexp"])
         signers = options["allowed_signers"].read_text() if options["allowed_signers"] else ""
-        result = verify_object(raw, trust_root=root, identity=identity, allowed_signers=signers)
+        result = verify_git_object(raw, trust_root=root, identity=identity, allowed_signers=signers)
         if options["json"]:
             self.stdout.write(json.dumps({"commit": sha, **result.as_dict()}, indent=2))
         else:

@@ -21,6 +21,9 @@ checked here as gitsign's own offline verification does, with the project's shar
 SSH signatures are checked by ``ssh-keygen -Y`` against an allowed-signers file (namespace ``git``); GPG signatures
 are recognised and reported as not checked.
 
+A peer of ``cosign`` and ``bundle``: it uses the shared steps (``certificate``, ``tlog``, ``signature``,
+``checks``) and imports neither format. Outside this package, use it through :mod:`provenance.core.verify`.
+
 Framework-free: no Django, no Celery.
 """
 
@@ -68,7 +71,7 @@ __all__ = [
     "LogStatus",
     "SignatureKind",
     "split_signature",
-    "verify_object",
+    "verify_git_object",
 ]
 
 OID_REKOR_ENTRY = "1.3.6.1.4.1.57264.3.1"
@@ -201,7 +204,7 @@ def signature_kind(signature: bytes | None) -> SignatureKind:
     return SignatureKind({"x509": "gitsign", "ssh": "ssh", "gpg": "gpg"}.get(_SIG_MARKERS.get(first, ""), "unknown"))
 
 
-def verify_object(
+def verify_git_object(
     raw: bytes,
     *,
     object_type: str = "commit",
