@@ -6,6 +6,7 @@ from provenance.accounts.decorators import role_required
 from provenance.accounts.permissions import ViewerReads
 from provenance.accounts.roles import Role
 from provenance.api import gate_views, views
+from provenance.gitsources import api as gitsources_api
 
 
 class _Root(APIRootView):
@@ -41,6 +42,8 @@ router.register("policies", views.PolicyViewSet)
 router.register("public-keys", views.PublicKeyViewSet)
 router.register("tokens", views.ApiTokenViewSet)
 router.register("audit", views.AuditEventViewSet)
+router.register("git-sources", gitsources_api.GitSourceViewSet)
+router.register("git-commits", gitsources_api.CommitViewSet)
 
 urlpatterns = [
     path("v1/check/", gate_views.CheckView.as_view(), name="api-check"),

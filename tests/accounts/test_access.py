@@ -50,6 +50,9 @@ PAGES = [
     ("POST", "policy-delete", "operator"), ("GET", "policy-jobs", "viewer"), ("GET", "coverage", "viewer"),
     ("GET", "tokens", "viewer"), ("POST", "tokens", "viewer"), ("POST", "token-revoke", "admin"),
     ("GET", "users", "admin"), ("POST", "users", "admin"), ("GET", "audit", "viewer"),
+    ("GET", "git-source-list", "viewer"), ("GET", "git-source-new", "operator"), ("POST", "git-source-new", "operator"),
+    ("GET", "git-source-detail", "viewer"), ("POST", "git-source-fetch", "operator"),
+    ("GET", "git-commit-detail", "viewer"),
 ]
 API = [
     ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"), ("GET", "api-docs", "viewer"),
@@ -70,6 +73,8 @@ API = [
     ("DELETE", "apitoken-detail", "admin"),
     ("GET", "auditevent-list", "viewer"), ("GET", "auditevent-detail", "viewer"),
     ("GET", "api-check", "viewer"), ("POST", "api-admission", "viewer"),
+    ("GET", "gitsource-list", "viewer"), ("POST", "gitsource-list", "operator"), ("GET", "gitsource-detail", "viewer"),
+    ("POST", "gitsource-fetch", "operator"), ("GET", "commit-list", "viewer"), ("GET", "commit-detail", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}

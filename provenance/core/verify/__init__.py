@@ -7,6 +7,7 @@ Everything outside this package verifies through the names exported here:
   re-verification alike;
 * :func:`verify_bundle`: a Sigstore bundle for an artifact given as bytes or a digest;
 * :func:`verify_discovery`: everything one discovery found;
+* :func:`verify_git_object`: the signature of one git commit or tag (gitsign, SSH; GPG recognised);
 * :func:`judge`: an artifact's verdict from the results of its signatures; :func:`judge_node` the same for one
   manifest of a discovery.
 
@@ -34,22 +35,36 @@ from provenance.core.verify.evidence import (
     verify_evidence,
     verify_layer,
 )
+from provenance.core.verify.gitsign import (
+    CommitStatus,
+    CommitVerification,
+    LogStatus,
+    SignatureKind,
+    split_signature,
+    verify_git_object,
+)
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
     "LENIENCY_TEXT",
     "MAX_BUNDLE_BYTES",
     "BundleVerification",
+    "CommitStatus",
+    "CommitVerification",
     "InclusionProofFetcher",
+    "LogStatus",
     "Requirement",
+    "SignatureKind",
     "Verdict",
     "Verified",
     "deciding_signatures",
     "judge",
     "judge_node",
     "layers_from_download",
+    "split_signature",
     "verify_bundle",
     "verify_discovery",
     "verify_evidence",
+    "verify_git_object",
     "verify_layer",
 ]
