@@ -14,13 +14,12 @@ app.autodiscover_tasks()
 if os.environ.get("PROVENANCE_SQL_COUNT_DIR"):
     # Measurement only (bench/scan_pipeline.py): count the SQL statements this worker process runs and write the
     # running total to <dir>/<pid> after each task. Off unless the variable is set.
-    from pathlib import Path
-
-    from celery.signals import task_postrun, worker_process_init
-
     import collections
     import json
     import re
+    from pathlib import Path
+
+    from celery.signals import task_postrun, worker_process_init
 
     _counted = [0]
     _shapes: collections.Counter[str] = collections.Counter()
@@ -30,7 +29,6 @@ if os.environ.get("PROVENANCE_SQL_COUNT_DIR"):
         _shapes[re.sub(r"\d+", "N", sql[:90])] += 1
         return execute(sql, params, many, context)
 
-    @worker_process_init.connect
     def _install_counter(**kwargs: object) -> None:
         from django.db.backends.signals import connection_created
 
@@ -41,8 +39,10 @@ if os.environ.get("PROVENANCE_SQL_COUNT_DIR"):
 
         connection_created.connect(add, weak=False)
 
-    @task_postrun.connect
     def _write_count(**kwargs: object) -> None:
         folder = Path(os.environ["PROVENANCE_SQL_COUNT_DIR"])
         (folder / str(os.getpid())).write_text(str(_counted[0]))
         (folder.parent / f"sql-shapes-{os.getpid()}.json").write_text(json.dumps(_shapes.most_common(25)))
+
+    worker_process_init.connect(_install_counter, weak=False)
+    task_postrun.connect(_write_count, weak=False)

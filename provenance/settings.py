@@ -206,6 +206,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
+    "refetch-git-sources": {"task": "provenance.gitsources.tasks.refetch_git_sources", "schedule": 300.0},
+    "sweep-stuck-git-fetches": {"task": "provenance.gitsources.tasks.sweep_stuck_fetches", "schedule": 300.0},
     "sweep-stuck-scans": {"task": "provenance.sources.tasks.sweep_stuck_scans", "schedule": 300.0},
     "refresh-trust-roots": {"task": "provenance.trust.tasks.refresh_trust_roots", "schedule": 86400.0},
     "reevaluate-trust": {"task": "provenance.policies.tasks.scheduled_reevaluation", "schedule": 86400.0},
@@ -220,6 +222,9 @@ PROVENANCE_SIGSTORE_TUF = env_bool("PROVENANCE_SIGSTORE_TUF", True)
 PROVENANCE_HTTP_TIMEOUT = env_int("PROVENANCE_HTTP_TIMEOUT", 15)
 PROVENANCE_HTTP_RETRIES = env_int("PROVENANCE_HTTP_RETRIES", 3)
 PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 4)  # images looked at at once, per scan
+# Git sources: the time (seconds) and size (bytes) one fetch may take.
+PROVENANCE_GIT_TIMEOUT = env_int("PROVENANCE_GIT_TIMEOUT", 300)
+PROVENANCE_GIT_MAX_BYTES = env_int("PROVENANCE_GIT_MAX_BYTES", 2 * 1024**3)
 # A scan of more targets than this is split into chunks of this many, done by worker tasks in parallel.
 PROVENANCE_SCAN_CHUNK = env_int("PROVENANCE_SCAN_CHUNK", 200)
 PROVENANCE_RESCAN_INTERVAL = env_int("PROVENANCE_RESCAN_INTERVAL", 3600)  # seconds between scheduled scans

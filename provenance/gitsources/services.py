@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -39,20 +37,8 @@ def mirror_path(source: GitSource) -> Path:
 
 
 def limits() -> GitLimits:
-    """Bounds per fetch: a setting, else the environment variable of the same name, else the default."""
-    return GitLimits(timeout=_setting("PROVENANCE_GIT_TIMEOUT", 300), max_bytes=_setting("PROVENANCE_GIT_MAX_BYTES",
-                                                                                         2 * 1024**3))
-
-
-def _setting(name: str, default: int) -> int:
-    raw = getattr(settings, name, None) or os.environ.get(name) or default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError) as err:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from err
-    if value <= 0:
-        raise ImproperlyConfigured(f"{name} must be positive")
-    return value
+    """Bounds per fetch (``PROVENANCE_GIT_TIMEOUT`` seconds, ``PROVENANCE_GIT_MAX_BYTES``)."""
+    return GitLimits(timeout=settings.PROVENANCE_GIT_TIMEOUT, max_bytes=settings.PROVENANCE_GIT_MAX_BYTES)
 
 
 @transaction.atomic
