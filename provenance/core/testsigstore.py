@@ -507,6 +507,12 @@ class TransparencyLog:
             root = self._subtree_hash(0, size)
         return InclusionProof(index, size, root, hashes_, self.checkpoint(size, key=checkpoint_key))
 
+    def fork(self, size: int) -> TransparencyLog:
+        """A log with this one's key and only its first ``size`` entries, to append others to: a log that rewrites
+        its history after ``size`` (negative tests of monitors)."""
+        with self._lock:
+            return TransparencyLog(private_key=self._key, base_url=self.base_url, entries=self._entries[:size])
+
     def subtree_hash(self, start: int, end: int) -> bytes:
         """Return the Merkle tree hash of entries ``start`` to ``end`` (exclusive): a node of a tile when the range
         is a power of two, aligned."""
