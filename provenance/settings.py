@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "provenance.sources",
     "provenance.artifacts",
     "provenance.policies",
+    "provenance.monitor",
     "provenance.api",
 ]
 
@@ -210,6 +211,9 @@ CELERY_BEAT_SCHEDULE = {
     "reevaluate-trust": {"task": "provenance.policies.tasks.scheduled_reevaluation", "schedule": 86400.0},
     "sweep-stuck-reevaluations": {"task": "provenance.policies.tasks.sweep_stuck_reevaluations", "schedule": 900.0},
     "rescan-sources": {"task": "provenance.sources.tasks.rescan_sources", "schedule": 300.0},
+    "monitor-follow-logs": {"task": "provenance.monitor.tasks.follow_logs", "schedule": 60.0},
+    "monitor-send-deliveries": {"task": "provenance.monitor.tasks.send_deliveries", "schedule": 60.0},
+    "monitor-trust-roots": {"task": "provenance.monitor.tasks.check_trust_roots", "schedule": 86400.0},
 }
 
 # Sigstore: refresh the public-good and staging trust roots over TUF (fails safe offline: the stored root stays).
