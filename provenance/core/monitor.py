@@ -546,6 +546,7 @@ class EntryFacts:
     claims: Mapping[str, str] = field(default_factory=dict)
     key_fingerprints: tuple[str, ...] = ()
     problem: str = ""  # set when the body (or its signer) could not be read
+    signatures: tuple[bytes, ...] = ()  # the raw signatures it logs
 
     @property
     def subject(self) -> str:
@@ -563,32 +564,41 @@ def describe_entry(body: bytes) -> EntryFacts:
     kind, version, spec = str(doc.get("kind", ""))[:40], str(doc.get("apiVersion", ""))[:20], as_dict(doc.get("spec"))
     digests: list[str] = []
     signers: list[bytes] = []  # PEM (v1) or DER (v2) certificates and keys
+    sigs: list[bytes | None] = []
     if version == "0.0.2" and kind == "hashedrekord":
         record = as_dict(spec.get("hashedRekordV002"))
         digests.append(_v2_digest(record.get("data")))
         signers.append(_v2_verifier(get_path(record, "signature", "verifier")))
+        sigs.append(b64decode(get_path(record, "signature", "content")))
     elif version == "0.0.2" and kind == "dsse":
         record = as_dict(spec.get("dsseV002"))
         digests.append(_v2_digest(record.get("payloadHash")))
         signers += [_v2_verifier(as_dict(s).get("verifier")) for s in as_list(record.get("signatures"))]
+        sigs += [b64decode(as_dict(s).get("content")) for s in as_list(record.get("signatures"))]
     elif kind in ("hashedrekord", "rekord"):
         digests.append(_v1_digest(get_path(spec, "data", "hash")))
         signers.append(b64decode(get_path(spec, "signature", "publicKey", "content")) or b"")
+        sigs.append(b64decode(get_path(spec, "signature", "content")))
     elif kind == "intoto":
         content = as_dict(spec.get("content"))
         digests += [_v1_digest(content.get("hash")), _v1_digest(content.get("payloadHash"))]
+        logged = [as_dict(s) for s in as_list(as_dict(content.get("envelope")).get("signatures"))]
         if version == "0.0.1":
             signers.append(b64decode(spec.get("publicKey")) or b"")
         else:
-            signers += [b64decode(as_dict(s).get("publicKey")) or b""
-                        for s in as_list(as_dict(content.get("envelope")).get("signatures"))]
+            signers += [b64decode(s.get("publicKey")) or b"" for s in logged]
+        for item in logged:  # 0.0.2 stores the envelope's base64 signature text base64-encoded again
+            once = b64decode(item.get("sig"))
+            sigs += [once, b64decode(once.decode("ascii", "replace")) if once else None]
     elif kind == "dsse":
         digests += [_v1_digest(spec.get("envelopeHash")), _v1_digest(spec.get("payloadHash"))]
         signers += [b64decode(as_dict(s).get("verifier")) or b"" for s in as_list(spec.get("signatures"))]
+        sigs += [b64decode(as_dict(s).get("signature")) for s in as_list(spec.get("signatures"))]
     else:
         return EntryFacts(kind, version, problem=f"entries of kind {kind or '?'} {version} are not read")
     facts = _signers([s for s in signers[:8] if s])
-    return EntryFacts(kind, version, tuple(dict.fromkeys(d for d in digests if d)), **facts)
+    return EntryFacts(kind, version, tuple(dict.fromkeys(d for d in digests if d)), **facts,
+                      signatures=tuple(dict.fromkeys(s for s in sigs[:16] if s)))
 
 
 def _v1_digest(value: Any) -> str:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from provenance.artifacts.models import Artifact, Evidence, TagEvent
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.monitor.models import Event, EvidenceSeen
-from provenance.monitor.services import emit
+from provenance.monitor.services import emit, index_evidence
 from provenance.policies.models import TrustEvent
 from provenance.sources.models import Scan, Source
 from provenance.sources.signals import scan_finished
@@ -77,6 +77,7 @@ def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
     checked = Artifact.objects.filter(source=source, checked_at__gte=since).select_related("trust")
     for artifact in checked:
         current = {(e.kind, e.evidence_key): e for e in Evidence.objects.filter(artifact=artifact)}
+        index_evidence(current.values())
         seen = {(s.kind, s.evidence_key): s for s in EvidenceSeen.objects.filter(artifact=artifact)}
         for key, gone in seen.items():
             if key not in current:

@@ -122,6 +122,7 @@ class LogMatch(models.Model):
     watched = models.ForeignKey(WatchedIdentity, null=True, on_delete=models.SET_NULL, related_name="matches")
     kind = models.CharField(max_length=40)
     digests = models.JSONField(default=list)
+    signatures = models.JSONField(default=list, help_text="sig:<sha256> of each logged signature.")
     subject = models.CharField(max_length=500, blank=True)
     issuer = models.CharField(max_length=500, blank=True)
     key_fingerprint = models.CharField(max_length=80, blank=True)
@@ -246,3 +247,14 @@ class Delivery(models.Model):
         ordering = ["-created_at", "-pk"]
         constraints = [models.UniqueConstraint(fields=["rule", "event"], name="delivery_unique")]
         verbose_name_plural = "deliveries"
+
+
+class FleetDigest(models.Model):
+    """What a log entry for stored evidence can record (digests, and ``sig:<sha256>`` of its signatures), so that
+    "does the fleet know what this entry signed?" is one indexed lookup."""
+
+    evidence = models.ForeignKey("artifacts.Evidence", on_delete=models.CASCADE, related_name="fleet_digests")
+    value = models.CharField(max_length=80, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["evidence", "value"], name="fleetdigest_unique")]

@@ -37,6 +37,7 @@ from provenance.monitor.models import (
     Allowlist,
     Delivery,
     Event,
+    FleetDigest,
     LogMatch,
     MonitoredLog,
     WatchedIdentity,
@@ -163,10 +164,18 @@ def _core_watches() -> list[tuple[core.Watch, WatchedIdentity]]:
 # What the fleet knows
 
 
+def _sig(raw: bytes) -> str:
+    return f"sig:{hashlib.sha256(raw).hexdigest()}"
+
+
 def evidence_digests(row: Evidence) -> set[str]:
-    """Every digest a log entry for this evidence can record: the layer's, its payload's, a bundle's message digest,
-    a DSSE envelope's payload and pre-authentication encoding, and the artifact's."""
+    """Every value a log entry for this evidence can record: the layer's digest, its payload's, a bundle's message
+    digest, a DSSE envelope's payload and pre-authentication encoding, the artifact's, and (``sig:<sha256>``) its
+    signatures."""
     found = {row.digest, row.covers_digest}
+    signature = _b64((row.annotations or {}).get("dev.cosignproject.cosign/signature"))
+    if signature:
+        found.add(_sig(signature))
     payload = bytes(row.payload or b"")
     if payload:
         found.add(f"sha256:{hashlib.sha256(payload).hexdigest()}")
@@ -175,10 +184,13 @@ def evidence_digests(row: Evidence) -> set[str]:
         except ValueError:
             doc = None
         if isinstance(doc, dict):
-            message = (doc.get("messageSignature") or {}).get("messageDigest") or {}
-            raw = _b64(message.get("digest"))
+            message = doc.get("messageSignature") if isinstance(doc.get("messageSignature"), dict) else {}
+            raw = _b64((message.get("messageDigest") or {}).get("digest"))
             if raw:
                 found.add(f"sha256:{raw.hex()}")
+            raw = _b64(message.get("signature"))
+            if raw:
+                found.add(_sig(raw))
             envelope = doc.get("dsseEnvelope") if "dsseEnvelope" in doc else doc
             if isinstance(envelope, dict) and isinstance(envelope.get("payloadType"), str):
                 statement = _b64(envelope.get("payload"))
@@ -187,8 +199,12 @@ def evidence_digests(row: Evidence) -> set[str]:
                     pae = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(statement), statement)
                     found.add(f"sha256:{hashlib.sha256(statement).hexdigest()}")
                     found.add(f"sha256:{hashlib.sha256(pae).hexdigest()}")
+                for item in envelope.get("signatures") or []:
+                    raw = _b64(item.get("sig")) if isinstance(item, dict) else None
+                    if raw:
+                        found.add(_sig(raw))
     found.discard("")
-    return found
+    return {value[:80] for value in found}
 
 
 def _b64(value: Any) -> bytes | None:
@@ -200,21 +216,34 @@ def _b64(value: Any) -> bytes | None:
         return None
 
 
-def fleet_artifact(facts: core.EntryFacts) -> Artifact | None:
-    """The artifact whose stored evidence (or digest) is what this entry signed; None when the fleet never saw it."""
-    digests = set(facts.digests)
-    if not digests:
-        return None
-    direct = Artifact.objects.filter(digest__in=digests).order_by("pk").first()
+def index_evidence(rows: Iterable[Evidence]) -> int:
+    """Record what log entries for ``rows`` can say (see :func:`evidence_digests`); idempotent."""
+    items = [FleetDigest(evidence=row, value=value) for row in rows for value in evidence_digests(row)]
+    FleetDigest.objects.bulk_create(items, ignore_conflicts=True, batch_size=1000)
+    return len(items)
+
+
+def index_fleet(limit: int = 5000) -> int:
+    """Index stored evidence not indexed yet (evidence from before monitoring, or stored outside a scan)."""
+    rows = list(Evidence.objects.filter(fleet_digests__isnull=True).order_by("pk")[:limit])
+    return index_evidence(rows)
+
+
+def entry_values(facts: core.EntryFacts) -> tuple[list[str], list[str]]:
+    """The digests an entry signs and its signatures as indexed (``sig:<sha256>``)."""
+    return list(facts.digests), [_sig(raw) for raw in facts.signatures]
+
+
+def fleet_artifact(digests: Iterable[str], signatures: Iterable[str]) -> Artifact | None:
+    """The artifact whose stored evidence (or digest) is what an entry signed; None when the fleet never saw it."""
+    digests = set(digests)
+    direct = Artifact.objects.filter(digest__in=digests).order_by("pk").first() if digests else None
     if direct is not None:
         return direct
-    rows = Evidence.objects.filter(
-        Q(digest__in=digests) | Q(identity__in=facts.subjects) | Q(key__in=facts.key_fingerprints)
-    ).select_related("artifact")
-    for row in rows.iterator(chunk_size=200):
-        if evidence_digests(row) & digests:
-            return row.artifact
-    return None
+    values = digests | set(signatures)
+    found = FleetDigest.objects.filter(value__in=values).select_related("evidence__artifact").first() \
+        if values else None
+    return found.evidence.artifact if found is not None else None
 
 
 def _allowed(facts: core.EntryFacts, now: dt.datetime) -> Allowlist | None:
@@ -291,6 +320,7 @@ def follow_log(pk: int, *, budget_seconds: float = 50.0, max_batches: int = 1000
     try:
         source = log_source(row)
         watches = _core_watches()
+        index_fleet()
         while result.batches < max_batches and time.monotonic() < deadline:
             previous = _stored_checkpoint(row, source)
             batch = core.advance(source, previous=previous, start=row.next_index, limit=row.batch_size)
@@ -353,7 +383,8 @@ def _commit_batch(row: MonitoredLog, batch: core.Batch,
 
 def _record_match(row: MonitoredLog, entry: core.LoggedEntry, facts: core.EntryFacts, watch: WatchedIdentity,
                   now: dt.datetime) -> int:
-    artifact = fleet_artifact(facts)
+    digests, signatures = entry_values(facts)
+    artifact = fleet_artifact(digests, signatures)
     allowed = _allowed(facts, now) if artifact is None else None
     integrated = (dt.datetime.fromtimestamp(entry.integrated_time, tz=dt.UTC)
                   if entry.integrated_time is not None else None)
@@ -366,7 +397,7 @@ def _record_match(row: MonitoredLog, entry: core.LoggedEntry, facts: core.EntryF
     else:
         state = LogMatch.State.UNKNOWN
     match, created = LogMatch.objects.get_or_create(log=row, index=entry.index, defaults={
-        "watched": watch, "kind": f"{facts.kind} {facts.version}", "digests": list(facts.digests),
+        "watched": watch, "kind": f"{facts.kind} {facts.version}", "digests": digests, "signatures": signatures,
         "subject": facts.subject[:500], "issuer": facts.issuer[:500],
         "key_fingerprint": (facts.key_fingerprints[0] if facts.key_fingerprints else "")[:80],
         "integrated_time": integrated, "state": state, "artifact": artifact,
@@ -405,7 +436,7 @@ def resolve_pending(now: dt.datetime | None = None) -> int:
         facts = core.EntryFacts(match.kind, "", tuple(match.digests), (match.subject,) if match.subject else (),
                                 match.issuer, {}, (match.key_fingerprint,) if match.key_fingerprint else ())
         with transaction.atomic():
-            artifact = fleet_artifact(facts)
+            artifact = fleet_artifact(match.digests, match.signatures)
             if artifact is not None:
                 state = LogMatch.State.KNOWN
             elif _allowed(facts, now) is not None:
