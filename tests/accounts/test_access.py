@@ -50,6 +50,14 @@ PAGES = [
     ("POST", "policy-delete", "operator"), ("GET", "policy-jobs", "viewer"), ("GET", "coverage", "viewer"),
     ("GET", "tokens", "viewer"), ("POST", "tokens", "viewer"), ("POST", "token-revoke", "admin"),
     ("GET", "users", "admin"), ("POST", "users", "admin"), ("GET", "audit", "viewer"),
+    ("GET", "monitor-events", "viewer"), ("GET", "monitor-logs", "viewer"), ("POST", "monitor-logs", "operator"),
+    ("GET", "monitor-log-detail", "viewer"), ("POST", "monitor-log-detail", "operator"),
+    ("GET", "monitor-identities", "viewer"), ("POST", "monitor-identities", "operator"),
+    ("POST", "monitor-identity-delete", "operator"), ("GET", "monitor-allowlist", "viewer"),
+    ("POST", "monitor-allowlist", "operator"), ("POST", "monitor-allowlist-delete", "operator"),
+    ("GET", "monitor-rules", "viewer"), ("POST", "monitor-rules", "operator"), ("GET", "monitor-rule-detail", "viewer"),
+    ("POST", "monitor-rule-detail", "operator"), ("POST", "monitor-rule-delete", "operator"),
+    ("POST", "monitor-rule-test", "operator"),
 ]
 API = [
     ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"), ("GET", "api-docs", "viewer"),
@@ -70,6 +78,15 @@ API = [
     ("DELETE", "apitoken-detail", "admin"),
     ("GET", "auditevent-list", "viewer"), ("GET", "auditevent-detail", "viewer"),
     ("GET", "api-check", "viewer"), ("POST", "api-admission", "viewer"),
+    ("GET", "event-list", "viewer"), ("GET", "event-detail", "viewer"),
+    ("GET", "monitoredlog-list", "viewer"), ("POST", "monitoredlog-list", "operator"),
+    ("GET", "monitoredlog-detail", "viewer"),
+    ("GET", "watchedidentity-list", "viewer"), ("POST", "watchedidentity-list", "operator"),
+    ("GET", "watchedidentity-detail", "viewer"), ("DELETE", "watchedidentity-detail", "operator"),
+    ("GET", "alertrule-list", "viewer"), ("POST", "alertrule-list", "operator"), ("GET", "alertrule-detail", "viewer"),
+    ("PUT", "alertrule-detail", "operator"), ("PATCH", "alertrule-detail", "operator"),
+    ("DELETE", "alertrule-detail", "operator"), ("POST", "alertrule-send-test", "operator"),
+    ("GET", "delivery-list", "viewer"), ("GET", "delivery-detail", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
