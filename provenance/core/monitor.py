@@ -14,10 +14,13 @@ for the digests it signs and who signed (certificate SANs, OIDC issuer, workflow
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
+import hmac
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,14 +34,14 @@ from cryptography.hazmat.primitives import serialization
 from provenance.core.claims import read_claims
 from provenance.core.errors import TransientError, VerificationError
 from provenance.core.trustroot import LogKey, TrustRoot, spki_sha256
-from provenance.core.verify.certificate import oidc_issuer, sans_of
-from provenance.core.verify.encoding import as_dict, as_list, b64decode, get_path
-from provenance.core.verify.tlog import (
+from provenance.core.verify import (
     Proof,
     TlogEntry,
     inclusion_problem,
     is_consistent,
+    oidc_issuer,
     root_from_proof,
+    sans_of,
     signed_checkpoint,
 )
 
@@ -56,8 +59,34 @@ __all__ = [
     "Watch",
     "advance",
     "describe_entry",
+    "post_webhook",
+    "sign_webhook",
     "tile_path",
 ]
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def get_path(value: Any, *keys: str) -> Any:
+    for key in keys:
+        value = as_dict(value).get(key)
+    return value
+
+
+def b64decode(value: Any) -> bytes | None:
+    """Standard base64 (padding required) to bytes; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+
 
 MAX_BATCH = 1000  # entries per batch at most (a batch is one transaction for the caller)
 MAX_ENTRY_BYTES = 256 * 1024  # one Rekor v1 answer (an entry with its proof)
@@ -688,3 +717,38 @@ class Watch:
                 return False
         return True
 
+
+
+# --- webhooks -----------------------------------------------------------------------------------------------------
+
+
+def sign_webhook(secret: str, timestamp: str, body: bytes) -> str:
+    """``X-Provenance-Signature``: ``sha256=`` HMAC-SHA256 over ``<timestamp>.<body>`` with the rule's secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def post_webhook(url: str, body: bytes, *, secret: str, headers: Mapping[str, str], timeout: float = 10.0,
+                 max_response: int = 4096) -> tuple[int | None, str]:
+    """POST ``body`` (JSON) to ``url``, signed with ``secret``; returns ``(status, error)``, error empty on a 2xx.
+
+    No redirect is followed (a 3xx is a failure), the answer is read up to ``max_response`` bytes, ``timeout``
+    bounds each step. Never raises for network trouble: the error says what happened.
+    """
+    timestamp = str(int(time.time()))
+    signed = {"Content-Type": "application/json", "User-Agent": "provenance-monitor", **headers,
+              "X-Provenance-Timestamp": timestamp, "X-Provenance-Signature": sign_webhook(secret, timestamp, body)}
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client, \
+                client.stream("POST", url, content=body, headers=signed) as response:
+            received = b""
+            for chunk in response.iter_bytes():
+                received += chunk
+                if len(received) >= max_response:
+                    break
+            if 200 <= response.status_code < 300:
+                return response.status_code, ""
+            text = received[:300].decode("utf-8", "replace")
+            return response.status_code, f"answered {response.status_code}: {text}".strip()
+    except httpx.HTTPError as err:
+        return None, f"{type(err).__name__}: {err}"[:1000]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -19,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -537,33 +535,10 @@ def event_payload(event: Event, delivery: Delivery | None = None) -> dict[str, A
     }
 
 
-def sign_webhook(secret: str, timestamp: str, body: bytes) -> str:
-    """``X-Provenance-Signature``: ``sha256=`` HMAC-SHA256 over ``<timestamp>.<body>`` with the rule's secret."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
 def _post_webhook(rule: AlertRule, body: bytes, event: Event, delivery: Delivery) -> tuple[int | None, str]:
-    """POST the event; returns (status, error). No redirects, a timeout, at most MAX_RESPONSE_BYTES read."""
-    timestamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", "User-Agent": "provenance-monitor",
-               "X-Provenance-Event": event.kind, "X-Provenance-Delivery": str(delivery.pk),
-               "X-Provenance-Timestamp": timestamp,
-               "X-Provenance-Signature": sign_webhook(rule.secret, timestamp, body)}
-    try:
-        with httpx.Client(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as client, \
-                client.stream("POST", rule.url, content=body, headers=headers) as response:
-            received = b""
-            for chunk in response.iter_bytes():
-                received += chunk
-                if len(received) >= MAX_RESPONSE_BYTES:
-                    break
-            if 200 <= response.status_code < 300:
-                return response.status_code, ""
-            text = received[:300].decode("utf-8", "replace")
-            return response.status_code, f"answered {response.status_code}: {text}".strip()
-    except httpx.HTTPError as err:
-        return None, f"{type(err).__name__}: {err}"[:1000]
+    return core.post_webhook(rule.url, body, secret=rule.secret, timeout=WEBHOOK_TIMEOUT,
+                             max_response=MAX_RESPONSE_BYTES,
+                             headers={"X-Provenance-Event": event.kind, "X-Provenance-Delivery": str(delivery.pk)})
 
 
 def _send_email(rule: AlertRule, event: Event) -> tuple[int | None, str]:

@@ -35,6 +35,8 @@ class LogServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once: no delayed-ACK stall per answer
+            wbufsize = 1 << 16
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -8,7 +8,9 @@ Everything outside this package verifies through the names exported here:
 * :func:`verify_bundle`: a Sigstore bundle for an artifact given as bytes or a digest;
 * :func:`verify_discovery`: everything one discovery found;
 * :func:`judge`: an artifact's verdict from the results of its signatures; :func:`judge_node` the same for one
-  manifest of a discovery.
+  manifest of a discovery;
+* for following a transparency log (``provenance.core.monitor``): the checkpoint, inclusion and consistency proof
+  checks of ``tlog`` and the signer of a certificate (:func:`sans_of`, :func:`oidc_issuer`).
 
 Inside, the checks both formats share live in neutral modules (``encoding``, ``signature``, ``dsse``,
 ``certificate``, ``tlog``, ``timestamps``) and the check run with its required checks in ``checks``; ``cosign``
@@ -22,6 +24,7 @@ from provenance.core.verify.bundle import (
     InclusionProofFetcher,
     verify_bundle,
 )
+from provenance.core.verify.certificate import oidc_issuer, sans_of
 from provenance.core.verify.checks import LENIENCY_TEXT, Requirement
 from provenance.core.verify.cosign import layers_from_download
 from provenance.core.verify.evidence import (
@@ -34,6 +37,14 @@ from provenance.core.verify.evidence import (
     verify_evidence,
     verify_layer,
 )
+from provenance.core.verify.tlog import (
+    Proof,
+    TlogEntry,
+    inclusion_problem,
+    is_consistent,
+    root_from_proof,
+    signed_checkpoint,
+)
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
@@ -41,13 +52,21 @@ __all__ = [
     "MAX_BUNDLE_BYTES",
     "BundleVerification",
     "InclusionProofFetcher",
+    "Proof",
     "Requirement",
+    "TlogEntry",
     "Verdict",
     "Verified",
     "deciding_signatures",
+    "inclusion_problem",
+    "is_consistent",
     "judge",
     "judge_node",
     "layers_from_download",
+    "oidc_issuer",
+    "root_from_proof",
+    "sans_of",
+    "signed_checkpoint",
     "verify_bundle",
     "verify_discovery",
     "verify_evidence",
