@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("provenance.trust.urls")),
     path("", include("provenance.policies.urls")),
     path("", include("provenance.gitsources.urls")),
+    path("", include("provenance.monitor.urls")),
 ]

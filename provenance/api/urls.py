@@ -7,6 +7,7 @@ from provenance.accounts.permissions import ViewerReads
 from provenance.accounts.roles import Role
 from provenance.api import gate_views, views
 from provenance.gitsources import api as gitsources_api
+from provenance.monitor import api as monitor_api
 
 
 class _Root(APIRootView):
@@ -44,6 +45,11 @@ router.register("tokens", views.ApiTokenViewSet)
 router.register("audit", views.AuditEventViewSet)
 router.register("git-sources", gitsources_api.GitSourceViewSet)
 router.register("git-commits", gitsources_api.CommitViewSet)
+router.register("monitor/events", monitor_api.EventViewSet)
+router.register("monitor/logs", monitor_api.MonitoredLogViewSet)
+router.register("monitor/identities", monitor_api.WatchedIdentityViewSet)
+router.register("monitor/rules", monitor_api.AlertRuleViewSet)
+router.register("monitor/deliveries", monitor_api.DeliveryViewSet)
 
 urlpatterns = [
     path("v1/check/", gate_views.CheckView.as_view(), name="api-check"),

@@ -1,0 +1,166 @@
+"""Fleet drift, noticed after every scan from what is stored (tag history, evidence, trust history): a tag that moved,
+a signature or attestation gone, a new signer, a verdict that flipped, a trust root about to expire. Each is an
+event whether or not a policy covers the image.
+
+Connected to ``sources.signals.scan_finished``, which is sent once a scan's results are committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.dispatch import receiver
+from django.utils import timezone
+
+from provenance.artifacts.models import Artifact, Evidence, TagEvent
+from provenance.core.trustroot import TrustRoot as CoreTrustRoot
+from provenance.monitor.models import Event, EvidenceSeen
+from provenance.monitor.services import emit, index_evidence
+from provenance.policies.models import TrustEvent
+from provenance.sources.models import Scan, Source
+from provenance.sources.signals import scan_finished
+
+log = logging.getLogger(__name__)
+
+_BAD = {"untrusted", "unsigned", "error"}
+
+
+@receiver(scan_finished, sender=Scan, dispatch_uid="monitor-drift")
+def on_scan_finished(sender: type[Scan], scan: Scan, **kwargs: Any) -> None:
+    if scan.state != Scan.State.DONE:
+        return
+    since = scan.started_at or scan.created_at
+    source = scan.source
+    tag_drift(source, since)
+    evidence_drift(source, scan, since)
+    verdict_drift(source, since)
+    trust_root_expiry(source.trust_root)
+
+
+def _policies(artifact: Artifact) -> list[str]:
+    trust = getattr(artifact, "trust", None)
+    details = trust.details if trust is not None else {}
+    results = (details or {}).get("policies", ())
+    return [str(p["policy"]) for p in results if isinstance(p, dict) and p.get("policy")]
+
+
+def tag_drift(source: Source, since: dt.datetime) -> int:
+    """A tag now names another digest than before."""
+    count = 0
+    moved = TagEvent.objects.filter(source=source, seen_at__gte=since).exclude(previous_digest="").exclude(digest="")
+    for event in moved:
+        artifact = Artifact.objects.filter(source=source, repository=event.repository, digest=event.digest).first()
+        count += emit(
+            Event.Kind.TAG_MOVED, f"{event.repository}:{event.tag} moved to {event.digest[:19]}…",
+            key=f"tag_moved:{event.pk}", source=source, artifact=artifact,
+            policies=_policies(artifact) if artifact else [],
+            detail={"repository": event.repository, "tag": event.tag, "digest": event.digest,
+                    "previous_digest": event.previous_digest}) is not None
+    return count
+
+
+def _signer(identity: str, issuer: str, key: str) -> str:
+    return f"{identity} ({issuer})" if identity else (f"key {key}" if key else "")
+
+
+@transaction.atomic
+def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
+    """Evidence an artifact had after its previous scan and no longer has; verified signers new to the source."""
+    count = 0
+    known_signers = {_signer(i, s, k) for i, s, k in EvidenceSeen.objects.filter(
+        artifact__source=source, outcome="verified").values_list("identity", "issuer", "key")}
+    has_baseline = EvidenceSeen.objects.filter(artifact__source=source).exists()
+    checked = Artifact.objects.filter(source=source, checked_at__gte=since).select_related("trust")
+    for artifact in checked:
+        current = {(e.kind, e.evidence_key): e for e in Evidence.objects.filter(artifact=artifact)}
+        index_evidence(current.values())
+        seen = {(s.kind, s.evidence_key): s for s in EvidenceSeen.objects.filter(artifact=artifact)}
+        for key, gone in seen.items():
+            if key not in current:
+                count += emit(
+                    Event.Kind.EVIDENCE_GONE,
+                    f"{artifact.repository}@{artifact.digest[:19]}…: a {gone.kind} is gone ({gone.location})"[:300],
+                    key=f"evidence_gone:{artifact.pk}:{gone.kind}:{gone.evidence_key}:{scan.pk}",
+                    source=source, artifact=artifact, policies=_policies(artifact),
+                    detail={"repository": artifact.repository, "digest": artifact.digest, "kind": gone.kind,
+                            "location": gone.location, "signer": _signer(gone.identity, gone.issuer, gone.key)},
+                ) is not None
+        for row in current.values():
+            signer = _signer(row.identity, row.issuer, row.key)
+            if has_baseline and row.outcome == "verified" and signer and signer not in known_signers:
+                known_signers.add(signer)
+                count += emit(
+                    Event.Kind.NEW_SIGNER, f"New signer for {source.name}: {signer}"[:300],
+                    key=f"new_signer:{source.pk}:{signer}"[:200], source=source, artifact=artifact,
+                    policies=_policies(artifact),
+                    detail={"repository": artifact.repository, "digest": artifact.digest, "kind": row.kind,
+                            "identity": row.identity, "issuer": row.issuer, "key": row.key},
+                ) is not None
+        EvidenceSeen.objects.filter(artifact=artifact).exclude(
+            evidence_key__in=[k for _, k in current]).delete()
+        for (kind, key), row in current.items():
+            EvidenceSeen.objects.update_or_create(artifact=artifact, kind=kind, evidence_key=key, defaults={
+                "location": row.location[:300], "identity": row.identity, "issuer": row.issuer, "key": row.key,
+                "outcome": row.outcome})
+    return count
+
+
+def verdict_drift(source: Source, since: dt.datetime) -> int:
+    """A verdict that changed from one decided status to another."""
+    count = 0
+    flips = TrustEvent.objects.filter(artifact__source=source, at__gte=since).exclude(
+        previous_status="pending").select_related("artifact", "artifact__trust")
+    for flip in flips:
+        if flip.previous_status == flip.status:
+            continue
+        artifact = flip.artifact
+        severity = Event.Severity.CRITICAL if flip.status in _BAD and flip.previous_status not in _BAD \
+            else Event.Severity.WARNING
+        count += emit(
+            Event.Kind.VERDICT_FLIPPED,
+            f"{artifact.repository}@{artifact.digest[:19]}…: {flip.previous_status} → {flip.status}",
+            key=f"verdict_flipped:{flip.pk}", severity=severity, source=source, artifact=artifact,
+            policies=_policies(artifact),
+            detail={"repository": artifact.repository, "digest": artifact.digest, "from": flip.previous_status,
+                    "to": flip.status, "code": flip.code, "reason": flip.reason[:1000], "cause": flip.cause})\
+            is not None
+    return count
+
+
+def trust_root_expiry(root: Any, *, now: dt.datetime | None = None) -> int:
+    """Certificate authorities, their certificates and log keys of ``root`` that stop being valid soon."""
+    now = now or timezone.now()
+    horizon = now + dt.timedelta(days=int(getattr(settings, "PROVENANCE_MONITOR_EXPIRY_DAYS", 30)))
+    try:
+        document = CoreTrustRoot.from_json(root.document.encode(), name=root.name)
+    except Exception as err:  # a stored root that no longer loads is the trust app's to report
+        log.warning("trust root %s does not load: %s", root.name, err)
+        return 0
+    ending: list[tuple[str, dt.datetime]] = []
+    for ca in document.certificate_authorities:
+        if ca.validity.end is not None:
+            ending.append((f"certificate authority {ca.name or ca.uri}", ca.validity.end))
+        for cert in ca.certificates:
+            ending.append((f"certificate {cert.subject.rfc4514_string()[:120]}", cert.not_valid_after_utc))
+    for key in (*document.tlog_keys.values(), *document.ctlog_keys.values()):
+        if key.validity.end is not None:
+            ending.append((f"log key {key.base_url or key.log_id_hex[:16]}", key.validity.end))
+    count = 0
+    for what, end in ending:
+        if now <= end <= horizon:  # an end in the past is history (a rotated key), not news
+            count += emit(
+                Event.Kind.TRUST_ROOT_EXPIRING, f"Trust root {root.name}: {what} expires {end:%Y-%m-%d}"[:300],
+                key=f"trust_root_expiring:{root.pk}:{what}:{end.date()}"[:200],
+                detail={"trust_root": root.name, "what": what, "expires_at": end.isoformat()}) is not None
+    return count
+
+
+def check_trust_roots() -> int:
+    """Periodic: every stored trust root's coming expiries."""
+    from provenance.trust.models import TrustRoot
+
+    return sum(trust_root_expiry(root) for root in TrustRoot.objects.all())
