@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "provenance.sources",
     "provenance.artifacts",
     "provenance.policies",
+    "provenance.compliance",
     "provenance.api",
 ]
 

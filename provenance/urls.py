@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("provenance.artifacts.urls")),
     path("", include("provenance.trust.urls")),
     path("", include("provenance.policies.urls")),
+    path("", include("provenance.compliance.urls")),
 ]
