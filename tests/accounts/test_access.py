@@ -50,6 +50,10 @@ PAGES = [
     ("POST", "policy-delete", "operator"), ("GET", "policy-jobs", "viewer"), ("GET", "coverage", "viewer"),
     ("GET", "tokens", "viewer"), ("POST", "tokens", "viewer"), ("POST", "token-revoke", "admin"),
     ("GET", "users", "admin"), ("POST", "users", "admin"), ("GET", "audit", "viewer"),
+    ("GET", "compliance", "viewer"), ("GET", "compliance-export", "viewer"),
+    ("GET", "compliance-export-schema", "viewer"), ("GET", "compliance-pack", "viewer"),
+    ("GET", "compliance-signing-key", "viewer"), ("POST", "compliance-signing-key-rotate", "admin"),
+    ("GET", "artifact-vsa", "viewer"), ("POST", "artifact-vsa-push", "operator"),
 ]
 API = [
     ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"), ("GET", "api-docs", "viewer"),
@@ -70,6 +74,9 @@ API = [
     ("DELETE", "apitoken-detail", "admin"),
     ("GET", "auditevent-list", "viewer"), ("GET", "auditevent-detail", "viewer"),
     ("GET", "api-check", "viewer"), ("POST", "api-admission", "viewer"),
+    ("GET", "api-compliance-export", "viewer"), ("GET", "api-compliance-pack", "viewer"),
+    ("GET", "api-compliance-report", "viewer"), ("GET", "api-compliance-signing-key", "viewer"),
+    ("GET", "api-artifact-vsa", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
