@@ -50,11 +50,22 @@ class PemRenderer(_Passthrough):
     media_type, format = "application/x-pem-file", "pem"
 
 
+class _FileView(APIView):
+    """Answers a file; errors are JSON whatever format was asked for."""
+
+    permission_classes = [ViewerReads]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        self.request.accepted_renderer = renderers.JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return super().handle_exception(exc)
+
+
 def _bad(err: ProvenanceError) -> ValidationError:
     return ValidationError({"detail": err.message}, code=err.code)
 
 
-class ExportView(APIView):
+class ExportView(_FileView):
     """Viewer: the artifacts the artifact list's filters select (plus ``top_level``, ``policy_name``) as CSV,
     JSON (schema: ``/compliance/export/schema.json``) or PDF; CSV and JSON stream."""
 
@@ -72,7 +83,7 @@ class ExportView(APIView):
             raise _bad(err) from err
 
 
-class PackView(APIView):
+class PackView(_FileView):
     """Viewer: the evidence pack (zip) of the artifacts the artifact list's filters select."""
 
     permission_classes = [ViewerReads]
@@ -102,7 +113,7 @@ class ReportView(APIView):
         return Response(services.build_report(form.cleaned_data).as_json())
 
 
-class ArtifactVsaView(APIView):
+class ArtifactVsaView(_FileView):
     """Viewer: the artifact's signed VSAs (JSON Lines, one DSSE envelope per policy)."""
 
     permission_classes = [ViewerReads]
@@ -118,7 +129,7 @@ class ArtifactVsaView(APIView):
         return HttpResponse(b"".join(e + b"\n" for _, e in envelopes), content_type="application/x-ndjson")
 
 
-class SigningKeyView(APIView):
+class SigningKeyView(_FileView):
     """Viewer: the dashboard's public signing key (PEM), the one its VSAs verify with."""
 
     permission_classes = [ViewerReads]

@@ -319,8 +319,9 @@ def build_report(form_data: Mapping[str, Any]) -> Report:
         ("verified SLSA provenance", artifacts.filter(pk__in=with_provenance).count(), total),
         ("SBOM present", artifacts.filter(pk__in=with_sbom).count(), total),
     ]
-    failing_q = artifacts.filter(Q(status__in=[TrustStatus.FAILED, TrustStatus.ERROR])
-                                 | Q(trust__status__in=[Status.UNTRUSTED, Status.ERROR]))
+    # Failing: what an enforcing admission would refuse (no valid signature, or a policy said no or could not say).
+    failing_q = artifacts.filter(Q(status__in=[TrustStatus.FAILED, TrustStatus.ERROR, TrustStatus.UNSIGNED])
+                                 | Q(trust__status__in=[Status.UNTRUSTED, Status.ERROR, Status.UNSIGNED]))
     failing = [{"image": a.repository, "digest": a.digest, "tags": [t.name for t in a.tags.all()],
                 "signature": a.status, "signature_reason": a.status_reason,
                 "policy": a.trust.status if hasattr(a, "trust") else Status.PENDING,
@@ -612,7 +613,7 @@ def _trust_config(document: str, signing_config: str) -> dict[str, Any]:
         signing = json.loads(signing_config)
     else:
         def services(entries: list[Any], key: str) -> list[dict[str, Any]]:
-            return [{"url": e.get(key, ""), "majorApiVersion": 1, "validFor": e.get("validFor", {}),
+            return [{"url": e.get(key, ""), "majorApiVersion": 1, "validFor": _valid_for(e),
                      "operator": "provenance-pack"} for e in entries if isinstance(e, dict) and e.get(key)]
         signing = {"mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
                    "caUrls": services(root.get("certificateAuthorities", []), "uri"),
@@ -620,6 +621,11 @@ def _trust_config(document: str, signing_config: str) -> dict[str, Any]:
                    "tsaUrls": [], "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"}}
     return {"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json", "trustedRoot": root,
             "signingConfig": signing}
+
+
+def _valid_for(entry: dict[str, Any]) -> dict[str, Any]:
+    valid = entry.get("validFor") or (entry.get("publicKey") or {}).get("validFor")
+    return valid if isinstance(valid, dict) and valid.get("start") else {"start": "1970-01-01T00:00:00Z"}
 
 
 def _add_evidence(pack: _Pack, base: str, artifact: Artifact, e: Evidence, *, key: str, trusted_root: str,
