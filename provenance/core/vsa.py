@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from provenance.core.credentials import CredentialBox
 from provenance.core.errors import MalformedEvidenceError, ProvenanceError, VerificationError
 from provenance.core.trustroot import spki_sha256
-from provenance.core.verify.dsse import IN_TOTO_PAYLOAD_TYPE, is_statement, pae
-from provenance.core.verify.encoding import as_list, b64decode
+from provenance.core.verify import IN_TOTO_PAYLOAD_TYPE, as_list, b64decode, is_statement, pae
 
 __all__ = [
     "VSA_PREDICATE_TYPE",

@@ -7,6 +7,8 @@ Everything outside this package verifies through the names exported here:
   re-verification alike;
 * :func:`verify_bundle`: a Sigstore bundle for an artifact given as bytes or a digest;
 * :func:`verify_discovery`: everything one discovery found;
+* :func:`pae`, :func:`is_statement`, :func:`b64decode`, :func:`as_list`: DSSE and strict decoding, for those who
+  sign (the VSAs of ``core.vsa``);
 * :func:`judge`: an artifact's verdict from the results of its signatures; :func:`judge_node` the same for one
   manifest of a discovery.
 
@@ -24,6 +26,8 @@ from provenance.core.verify.bundle import (
 )
 from provenance.core.verify.checks import LENIENCY_TEXT, Requirement
 from provenance.core.verify.cosign import layers_from_download
+from provenance.core.verify.dsse import IN_TOTO_PAYLOAD_TYPE, is_statement, pae
+from provenance.core.verify.encoding import as_list, b64decode
 from provenance.core.verify.evidence import (
     Verdict,
     Verified,
@@ -37,6 +41,7 @@ from provenance.core.verify.evidence import (
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
+    "IN_TOTO_PAYLOAD_TYPE",
     "LENIENCY_TEXT",
     "MAX_BUNDLE_BYTES",
     "BundleVerification",
@@ -44,10 +49,14 @@ __all__ = [
     "Requirement",
     "Verdict",
     "Verified",
+    "as_list",
+    "b64decode",
     "deciding_signatures",
+    "is_statement",
     "judge",
     "judge_node",
     "layers_from_download",
+    "pae",
     "verify_bundle",
     "verify_discovery",
     "verify_evidence",
