@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "provenance.policies",
     "provenance.gitsources",
     "provenance.monitor",
+    "provenance.compliance",
     "provenance.api",
 ]
 

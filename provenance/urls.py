@@ -22,4 +22,5 @@ urlpatterns = [
     path("", include("provenance.policies.urls")),
     path("", include("provenance.gitsources.urls")),
     path("", include("provenance.monitor.urls")),
+    path("", include("provenance.compliance.urls")),
 ]

@@ -61,6 +61,10 @@ PAGES = [
     ("GET", "monitor-rules", "viewer"), ("POST", "monitor-rules", "operator"), ("GET", "monitor-rule-detail", "viewer"),
     ("POST", "monitor-rule-detail", "operator"), ("POST", "monitor-rule-delete", "operator"),
     ("POST", "monitor-rule-test", "operator"),
+    ("GET", "compliance", "viewer"), ("GET", "compliance-export", "viewer"),
+    ("GET", "compliance-export-schema", "viewer"), ("GET", "compliance-pack", "viewer"),
+    ("GET", "compliance-signing-key", "viewer"), ("POST", "compliance-signing-key-rotate", "admin"),
+    ("GET", "artifact-vsa", "viewer"), ("POST", "artifact-vsa-push", "operator"),
 ]
 API = [
     ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"), ("GET", "api-docs", "viewer"),
@@ -92,6 +96,9 @@ API = [
     ("PUT", "alertrule-detail", "operator"), ("PATCH", "alertrule-detail", "operator"),
     ("DELETE", "alertrule-detail", "operator"), ("POST", "alertrule-send-test", "operator"),
     ("GET", "delivery-list", "viewer"), ("GET", "delivery-detail", "viewer"),
+    ("GET", "api-compliance-export", "viewer"), ("GET", "api-compliance-pack", "viewer"),
+    ("GET", "api-compliance-report", "viewer"), ("GET", "api-compliance-signing-key", "viewer"),
+    ("GET", "api-artifact-vsa", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}

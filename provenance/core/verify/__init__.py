@@ -8,6 +8,8 @@ Everything outside this package verifies through the names exported here:
 * :func:`verify_bundle`: a Sigstore bundle for an artifact given as bytes or a digest;
 * :func:`verify_discovery`: everything one discovery found;
 * :func:`verify_git_object`: the signature of one git commit or tag (gitsign, SSH; GPG recognised);
+* :func:`pae`, :func:`is_statement`, :func:`b64decode`, :func:`as_list`: DSSE and strict decoding, for those who
+  sign (the VSAs of ``core.vsa``);
 * :func:`judge`: an artifact's verdict from the results of its signatures; :func:`judge_node` the same for one
   manifest of a discovery;
 * for following a transparency log (``provenance.core.monitor``): the checkpoint, inclusion and consistency proof
@@ -28,6 +30,8 @@ from provenance.core.verify.bundle import (
 from provenance.core.verify.certificate import oidc_issuer, sans_of
 from provenance.core.verify.checks import LENIENCY_TEXT, Requirement
 from provenance.core.verify.cosign import layers_from_download
+from provenance.core.verify.dsse import IN_TOTO_PAYLOAD_TYPE, is_statement, pae
+from provenance.core.verify.encoding import as_list, b64decode
 from provenance.core.verify.evidence import (
     Verdict,
     Verified,
@@ -57,6 +61,7 @@ from provenance.core.verify.tlog import (
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
+    "IN_TOTO_PAYLOAD_TYPE",
     "LENIENCY_TEXT",
     "MAX_BUNDLE_BYTES",
     "BundleVerification",
@@ -70,13 +75,17 @@ __all__ = [
     "TlogEntry",
     "Verdict",
     "Verified",
+    "as_list",
+    "b64decode",
     "deciding_signatures",
     "inclusion_problem",
     "is_consistent",
+    "is_statement",
     "judge",
     "judge_node",
     "layers_from_download",
     "oidc_issuer",
+    "pae",
     "root_from_proof",
     "sans_of",
     "signed_checkpoint",
