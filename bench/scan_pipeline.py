@@ -260,7 +260,7 @@ spec:
         while not Scan.objects.get(pk=scan.pk).is_finished:
             time.sleep(0.2)
         wall = time.perf_counter() - started
-        time.sleep(0.5)  # the last task's count is written after it returns
+        time.sleep(2)  # the last task's count is written after it returns
         scan.refresh_from_db()
         statements = _sql(workdir) - before
         chunks = ScanChunk.objects.filter(scan=scan).count()

@@ -67,20 +67,43 @@ def _signer(identity: str, issuer: str, key: str) -> str:
     return f"{identity} ({issuer})" if identity else (f"key {key}" if key else "")
 
 
-@transaction.atomic
+_DRIFT_BATCH = 500
+
+
 def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
-    """Evidence an artifact had after its previous scan and no longer has; verified signers new to the source."""
+    """Evidence an artifact had after its previous scan and no longer has; verified signers new to the source.
+
+    Artifacts are compared in batches (a few queries per batch, whatever the source's size)."""
     count = 0
     known_signers = {_signer(i, s, k) for i, s, k in EvidenceSeen.objects.filter(
         artifact__source=source, outcome="verified").values_list("identity", "issuer", "key")}
     has_baseline = EvidenceSeen.objects.filter(artifact__source=source).exists()
-    checked = Artifact.objects.filter(source=source, checked_at__gte=since).select_related("trust")
-    for artifact in checked:
-        current = {(e.kind, e.evidence_key): e for e in Evidence.objects.filter(artifact=artifact)}
-        index_evidence(current.values())
-        seen = {(s.kind, s.evidence_key): s for s in EvidenceSeen.objects.filter(artifact=artifact)}
-        for key, gone in seen.items():
-            if key not in current:
+    ids = list(Artifact.objects.filter(source=source, checked_at__gte=since).order_by("pk")
+               .values_list("pk", flat=True))
+    for start in range(0, len(ids), _DRIFT_BATCH):
+        with transaction.atomic():
+            count += _evidence_drift_batch(source, scan, ids[start:start + _DRIFT_BATCH], known_signers,
+                                           has_baseline)
+    return count
+
+
+def _evidence_drift_batch(source: Source, scan: Scan, ids: list[int], known_signers: set[str],
+                          has_baseline: bool) -> int:
+    count = 0
+    artifacts = {a.pk: a for a in Artifact.objects.filter(pk__in=ids).select_related("trust")}
+    current: dict[int, dict[tuple[str, str], Evidence]] = {pk: {} for pk in ids}
+    for row in Evidence.objects.filter(artifact_id__in=ids):
+        current[row.artifact_id][(row.kind, row.evidence_key)] = row
+    index_evidence([row for rows in current.values() for row in rows.values()])
+    seen: dict[int, dict[tuple[str, str], EvidenceSeen]] = {pk: {} for pk in ids}
+    for row in EvidenceSeen.objects.filter(artifact_id__in=ids):
+        seen[row.artifact_id][(row.kind, row.evidence_key)] = row
+    stale: list[int] = []
+    for pk in ids:
+        artifact = artifacts[pk]
+        for key, gone in seen[pk].items():
+            if key not in current[pk]:
+                stale.append(gone.pk)
                 count += emit(
                     Event.Kind.EVIDENCE_GONE,
                     f"{artifact.repository}@{artifact.digest[:19]}…: a {gone.kind} is gone ({gone.location})"[:300],
@@ -89,7 +112,7 @@ def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
                     detail={"repository": artifact.repository, "digest": artifact.digest, "kind": gone.kind,
                             "location": gone.location, "signer": _signer(gone.identity, gone.issuer, gone.key)},
                 ) is not None
-        for row in current.values():
+        for row in current[pk].values():
             signer = _signer(row.identity, row.issuer, row.key)
             if has_baseline and row.outcome == "verified" and signer and signer not in known_signers:
                 known_signers.add(signer)
@@ -100,12 +123,15 @@ def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
                     detail={"repository": artifact.repository, "digest": artifact.digest, "kind": row.kind,
                             "identity": row.identity, "issuer": row.issuer, "key": row.key},
                 ) is not None
-        EvidenceSeen.objects.filter(artifact=artifact).exclude(
-            evidence_key__in=[k for _, k in current]).delete()
-        for (kind, key), row in current.items():
-            EvidenceSeen.objects.update_or_create(artifact=artifact, kind=kind, evidence_key=key, defaults={
-                "location": row.location[:300], "identity": row.identity, "issuer": row.issuer, "key": row.key,
-                "outcome": row.outcome})
+    if stale:
+        EvidenceSeen.objects.filter(pk__in=stale).delete()
+    rows = [EvidenceSeen(artifact_id=pk, kind=kind, evidence_key=key, location=row.location[:300],
+                         identity=row.identity, issuer=row.issuer, key=row.key, outcome=row.outcome)
+            for pk, found in current.items() for (kind, key), row in found.items()]
+    if rows:
+        EvidenceSeen.objects.bulk_create(rows, batch_size=1000, update_conflicts=True,
+                                         unique_fields=["artifact", "kind", "evidence_key"],
+                                         update_fields=["location", "identity", "issuer", "key", "outcome"])
     return count
 
 
