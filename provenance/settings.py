@@ -226,7 +226,7 @@ PROVENANCE_SIGSTORE_TUF = env_bool("PROVENANCE_SIGSTORE_TUF", True)
 # Registry access
 PROVENANCE_HTTP_TIMEOUT = env_int("PROVENANCE_HTTP_TIMEOUT", 15)
 PROVENANCE_HTTP_RETRIES = env_int("PROVENANCE_HTTP_RETRIES", 3)
-PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 4)  # images looked at at once, per scan
+PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 8)  # images looked at at once, per scan task
 # Monitoring: how long an unknown signature by a watched identity waits for a scan before it alerts (seconds), how
 # long a log reader holds its claim (seconds), how early a trust root's expiry is announced (days).
 PROVENANCE_MONITOR_GRACE = env_int("PROVENANCE_MONITOR_GRACE", 1800)

@@ -747,7 +747,7 @@ def _listing(scan_id: int) -> dict[str, frozenset[str]]:
 
 
 def _concurrency() -> int:
-    return max(1, getattr(settings, "PROVENANCE_SCAN_CONCURRENCY", 4))
+    return max(1, settings.PROVENANCE_SCAN_CONCURRENCY)
 
 
 def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str, frozenset[str]],
