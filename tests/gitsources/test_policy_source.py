@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 from provenance.artifacts.models import Artifact
 from provenance.core.testsigstore import GITHUB_ACTIONS_ISSUER, TestSigstore, in_toto_statement
@@ -23,6 +24,7 @@ from provenance.policies import services as policy_services
 from provenance.policies.models import ArtifactTrust, Cause, Reevaluation
 from provenance.sources import services as source_services
 from provenance.sources.models import Scan, Source
+from tests.factories import user_with_role
 from tests.gitsources.gitsigning import IDENTITY, ISSUER, git, new_repo, signed_commit
 from tests.plugins.registry import make_image, push_image
 from tests.policies.fleet import APP_WORKFLOW, SLSA_V1, Fleet, make_fleet
@@ -135,6 +137,21 @@ def test_policy_judges_the_provenance_commit_in_the_stored_git_source(tmp_path: 
     }
     good = ArtifactTrust.objects.get(artifact=images["good"])
     assert f"commit {shas['good'][:12]}" in good.reason and IDENTITY in good.reason
+
+    # The artifact page links image -> provenance -> repository -> commit, with the commit's signature verdict.
+    client = Client()
+    client.force_login(user_with_role("viewer"))
+    commit = Commit.objects.get(source=source, sha=shas["good"])
+    page = client.get(f"/artifacts/{images['good'].digest}/").content.decode()
+    card = page.split('id="provenance"', 1)[1].split("</section>", 1)[0]
+    assert f'href="/git/commits/{commit.pk}/"' in card and "in git source app" in card
+    assert "✔ verified" in card and f"signed by {IDENTITY}" in card and "on refs/heads/main" in card
+    online = client.get(f"/artifacts/{images['online'].digest}/").content.decode()
+    assert "signature valid, log entry not checked" in online.split('id="provenance"', 1)[1]
+    missing = client.get(f"/artifacts/{images['missing'].digest}/").content.decode()
+    assert "not fetched in git source app" in missing and "/git/commits/" not in missing
+    elsewhere = client.get(f"/artifacts/{images['elsewhere'].digest}/").content.decode()
+    assert "source-commit" not in elsewhere.split('id="provenance"', 1)[1].split("</section>", 1)[0]
 
     # The same policy without the git source marking anything protected: could not check, never trusted.
     GitSource.objects.filter(pk=source.pk).update(protected_refs="")
