@@ -154,11 +154,13 @@ class _Row:
 
 
 class StoredEvidence:
-    """A :class:`core.Resolver` over the database: raw layers, trust roots and named keys, loaded on demand."""
+    """A :class:`core.Resolver` over the database: raw layers, trust roots, named keys and git source commits,
+    loaded on demand."""
 
     def __init__(self) -> None:
         self._roots: dict[str, CoreTrustRoot | None] = {}
         self._keys: dict[str, bytes | None] = {}
+        self._commits: dict[tuple[str, str], tuple[core.CommitFacts, ...] | None] = {}
 
     def layer(self, evidence: core.EvidenceFacts) -> SignedLayer | None:
         row = Evidence.objects.filter(pk=evidence.ref).values_list("media_type", "payload", "annotations").first()
@@ -181,6 +183,15 @@ class StoredEvidence:
             pems = trust_services.public_key_pems([name])
             self._keys[name] = pems[0] if pems else None
         return self._keys[name]
+
+    def source_commits(self, repository: str, sha: str) -> tuple[core.CommitFacts, ...] | None:
+        """The commit in the git sources mirroring ``repository`` (``spec.source.requireSignedCommit``)."""
+        from provenance.gitsources import services as git_services
+
+        key = (repository, sha)
+        if key not in self._commits:
+            self._commits[key] = git_services.commit_facts(repository, sha)
+        return self._commits[key]
 
 
 def _chunks(ids: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
