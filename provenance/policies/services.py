@@ -273,7 +273,12 @@ def _only_identity_failed(checks: Iterable[dict[str, Any]]) -> bool:
 
 
 def _statement_types(policies: Iterable[core.ClusterImagePolicy]) -> set[str]:
-    return {url for p in policies for a in p.authorities for r in a.attestations for url in r.predicate_urls}
+    """The predicate types whose statements evaluation reads (loaded in bulk with the facts)."""
+    policies = list(policies)
+    types = {url for p in policies for a in p.authorities for r in a.attestations for url in r.predicate_urls}
+    if any(p.source is not None for p in policies):  # a source requirement reads the SLSA provenance
+        types |= {"https://slsa.dev/provenance/v0.2", "https://slsa.dev/provenance/v1"}
+    return types
 
 
 def _expand(artifact_ids: Iterable[int]) -> list[int]:
