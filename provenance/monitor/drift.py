@@ -33,12 +33,24 @@ _BAD = {"untrusted", "unsigned", "error"}
 def on_scan_finished(sender: type[Scan], scan: Scan, **kwargs: Any) -> None:
     if scan.state != Scan.State.DONE:
         return
-    since = scan.started_at or scan.created_at
+    since = _since(scan)
     source = scan.source
     tag_drift(source, since)
     evidence_drift(source, scan, since)
     verdict_drift(source, since)
     trust_root_expiry(source.trust_root)
+
+
+def _since(scan: Scan) -> dt.datetime:
+    """Where this scan's drift starts: where the source's previous finished scan left off, so that what a scan
+    that died stored (it raised no drift) is not lost to the next one, which finds it unchanged. A source's first
+    finished scan looks at everything stored for it."""
+    start = scan.started_at or scan.created_at
+    previous = (Scan.objects.filter(source_id=scan.source_id, state=Scan.State.DONE, finished_at__lt=start)
+                .exclude(pk=scan.pk).order_by("-finished_at").values_list("finished_at", flat=True).first())
+    if previous is None:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return min(start, previous)
 
 
 def _policies(artifact: Artifact) -> list[str]:

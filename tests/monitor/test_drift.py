@@ -281,3 +281,34 @@ def test_a_chunked_scan_computes_drift_once(registry: RegistryServer, settings: 
     assert monitor.send_due_deliveries() == 5 and len(receiver.received) == 5
     fleet.scan()
     assert len(events()) == 5
+
+
+def test_changes_stored_by_a_scan_that_died_are_reported_by_the_next_one(registry: RegistryServer,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(registry)
+    first = fleet.push("v1")
+    fleet.push("v2")
+    fleet.scan()
+    fleet.unsign(first)
+    moved = fleet.push("v2")
+
+    def killed(scan_id: int, messages: list[str]) -> None:
+        raise KeyboardInterrupt  # the worker dies after storing its results, before the scan is finished
+
+    monkeypatch.setattr(source_services, "_finish_scan", killed)
+    with pytest.raises(KeyboardInterrupt):
+        source_services.scan_here(fleet.source)
+    monkeypatch.undo()
+    monkeypatch.setattr(monitor, "_nudge_deliveries", lambda: None)
+    monkeypatch.setattr("provenance.sources.tasks.scan_source.delay_on_commit", lambda pk: None)
+    assert source_services.sweep_stuck_scans(older_than=timedelta(0)) == 1  # failed as worker_lost
+    assert kinds() == []
+
+    scan = fleet.scan()  # nothing changed since the dead scan stored it all
+    assert scan.unchanged == scan.total == 2
+    assert sorted(kinds()) == ["evidence_gone", "tag_moved", "verdict_flipped"]
+    assert events("evidence_gone")[0].detail["digest"] == str(first)
+    assert events("verdict_flipped")[0].detail["digest"] == str(first)
+    assert events("tag_moved")[0].detail["digest"] == str(moved)
+    fleet.scan()
+    assert len(events()) == 3
