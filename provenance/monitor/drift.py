@@ -8,6 +8,7 @@ Connected to ``sources.signals.scan_finished``, which is sent once a scan's resu
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from typing import Any
 
@@ -107,8 +108,8 @@ def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
                 known_signers.add(signer)
                 count += emit(
                     Event.Kind.NEW_SIGNER, f"New signer for {source.name}: {signer}"[:300],
-                    key=f"new_signer:{source.pk}:{signer}"[:200], source=source, artifact=artifact,
-                    policies=_policies(artifact),
+                    key=f"new_signer:{source.pk}:{hashlib.sha256(signer.encode()).hexdigest()}", source=source,
+                    artifact=artifact, policies=_policies(artifact),
                     detail={"repository": artifact.repository, "digest": artifact.digest, "kind": row.kind,
                             "identity": row.identity, "issuer": row.issuer, "key": row.key},
                 ) is not None

@@ -312,3 +312,15 @@ def test_changes_stored_by_a_scan_that_died_are_reported_by_the_next_one(registr
     assert events("tag_moved")[0].detail["digest"] == str(moved)
     fleet.scan()
     assert len(events()) == 3
+
+
+def test_new_signers_alike_in_their_first_two_hundred_characters_are_two_events(registry: RegistryServer) -> None:
+    fleet = Fleet(registry)
+    fleet.push("v1")
+    fleet.scan()
+    stem = "https://github.com/acme/" + "x" * 200 + "/.github/workflows/release.yml@refs/heads/"
+    fleet.push("v2", signer=stem + "main")
+    fleet.push("v3", signer=stem + "evil")
+    fleet.scan()
+
+    assert sorted(e.detail["identity"] for e in events("new_signer")) == [stem + "evil", stem + "main"]
