@@ -8,8 +8,10 @@ The tests are transactional: ``scan_finished`` is sent on commit, as it is in pr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from provenance.trust import services as trust_services
 from tests.factories import make_sigstore, trust_root_for
 from tests.monitor.conftest import SECRET, Receiver
 from tests.plugins.registry import RegistryServer, make_image, push_image, unique_repository
+from tests.plugins.worker import start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -242,7 +245,7 @@ def test_a_trust_root_expiring_soon_is_one_event(registry: RegistryServer, setti
     sigstore = make_sigstore()
     document = json.loads(sigstore.trusted_root_json())  # a copy: its windows are one shared dict
     soon = timezone.now().replace(microsecond=0) + timedelta(days=10)
-    later = timezone.now() + timedelta(days=90)
+    later = timezone.now().replace(microsecond=0) + timedelta(days=90)
     document["certificateAuthorities"][0]["validFor"]["end"] = soon.strftime("%Y-%m-%dT%H:%M:%SZ")
     document["tlogs"][0]["publicKey"]["validFor"]["end"] = later.strftime("%Y-%m-%dT%H:%M:%SZ")
     root = trust_services.register(name="drift-expiring", document=json.dumps(document).encode())
@@ -253,9 +256,14 @@ def test_a_trust_root_expiring_soon_is_one_event(registry: RegistryServer, setti
     assert kinds() == ["trust_root_expiring"]
     event = events()[0]
     assert event.detail["trust_root"] == "drift-expiring" and "certificate authority" in event.detail["what"]
-    assert event.detail["expires_at"] == soon.isoformat()
+    assert event.detail["expires_at"] == soon.isoformat() and event.source is None
     fleet.scan()
     assert kinds() == ["trust_root_expiring"]
+
+    settings.PROVENANCE_MONITOR_EXPIRY_DAYS = 120  # now the log key's end is near too
+    fleet.scan()
+    assert kinds() == ["trust_root_expiring"] * 2
+    assert "log key" in events()[1].detail["what"] and events()[1].detail["expires_at"] == later.isoformat()
 
 
 def test_a_chunked_scan_computes_drift_once(registry: RegistryServer, settings: Any, announced: list[int],
@@ -324,3 +332,63 @@ def test_new_signers_alike_in_their_first_two_hundred_characters_are_two_events(
     fleet.scan()
 
     assert sorted(e.detail["identity"] for e in events("new_signer")) == [stem + "evil", stem + "main"]
+
+
+def test_a_scan_announced_twice_raises_each_event_once(registry: RegistryServer) -> None:
+    fleet = Fleet(registry)
+    first = fleet.push("v1")
+    fleet.push("v2", signer=None)
+    fleet.scan()
+    fleet.unsign(first)
+    fleet.push("v2")
+    scan = fleet.scan()
+    assert sorted(kinds()) == ["evidence_gone", "tag_moved", "verdict_flipped"]
+
+    signals.scan_finished.send_robust(sender=Scan, scan=scan)  # two chunks finishing at once both announce
+
+    assert sorted(kinds()) == ["evidence_gone", "tag_moved", "verdict_flipped"]
+
+
+def test_drift_from_a_chunked_scan_by_workers_is_delivered_by_a_worker(
+        registry: RegistryServer, celery_worker: Any, receiver: Receiver, tmp_path: Path, settings: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.PROVENANCE_SCAN_CHUNK = 2
+    monkeypatch.setenv("PROVENANCE_SCAN_CHUNK", "2")
+    celery_worker.stop()  # started before the setting: replace it by two workers that have it
+    workers = [start_worker(celery_worker.queue, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        fleet = Fleet(registry)
+        before = {f"t{i}": fleet.push(f"t{i}") for i in range(5)}
+        _scan_by_worker(fleet.source)
+        monitor.save_rule({"name": "hook", "channel": "webhook", "url": receiver.url, "secret": SECRET,
+                           "kinds": ["tag_moved", "evidence_gone"]})
+        moved = fleet.push("t1")
+        fleet.unsign(before["t4"])
+        scan = _scan_by_worker(fleet.source)
+        assert ScanChunk.objects.filter(scan=scan, state="done").count() == 3
+        _wait(lambda: len(receiver.received) >= 2, what="the deliveries")
+        time.sleep(1)  # a second delivery of the same event would come now
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    assert sorted(kinds()) == ["evidence_gone", "tag_moved", "verdict_flipped"]
+    assert sorted((r["kind"], r["detail"]["digest"]) for r in receiver.received) == [
+        ("evidence_gone", str(before["t4"])), ("tag_moved", str(moved))]
+    assert receiver.rejected == 0
+
+
+def _scan_by_worker(source: Source) -> Scan:
+    scan = source_services.start_scan(source)
+    _wait(lambda: Scan.objects.get(pk=scan.pk).is_finished, what="the scan")
+    scan.refresh_from_db()
+    assert scan.state == Scan.State.DONE and scan.errors == 0, scan.problems
+    return scan
+
+
+def _wait(predicate: Any, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
