@@ -86,8 +86,12 @@ def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
     count = 0
     known_signers = {_signer(i, s, k) for i, s, k in EvidenceSeen.objects.filter(
         artifact__source=source, outcome="verified").values_list("identity", "issuer", "key")}
-    has_baseline = EvidenceSeen.objects.filter(artifact__source=source).exists()
     checked = Artifact.objects.filter(source=source, checked_at__gte=since).select_related("trust")
+    # Signers are new against what earlier scans saw: evidence recorded by them, or none at all (a source scanned
+    # unsigned). Evidence stored before monitoring and never recorded is no baseline: its signers are not news.
+    has_baseline = EvidenceSeen.objects.filter(artifact__source=source).exists() or (
+        Scan.objects.filter(source=source, state=Scan.State.DONE).exclude(pk=scan.pk).exists()
+        and not Evidence.objects.filter(artifact__source=source).exclude(artifact__checked_at__gte=since).exists())
     for artifact in checked:
         current = {(e.kind, e.evidence_key): e for e in Evidence.objects.filter(artifact=artifact)}
         index_evidence(current.values())

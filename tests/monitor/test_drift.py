@@ -22,6 +22,7 @@ from provenance.core.demo import DEMO_ISSUER
 from provenance.core.oci import Digest, MediaType, RegistryClient
 from provenance.core.testsigstore import SignedLayer, TestSigstore, in_toto_statement
 from provenance.monitor import services as monitor
+from provenance.monitor.drift import on_scan_finished
 from provenance.monitor.models import Event
 from provenance.policies import services as policy_services
 from provenance.sources import services as source_services
@@ -392,3 +393,31 @@ def _wait(predicate: Any, timeout: float = 120, what: str = "") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def test_the_first_signer_of_a_source_scanned_unsigned_is_a_new_signer(registry: RegistryServer) -> None:
+    fleet = Fleet(registry)
+    fleet.push("v1", signer=None)
+    fleet.scan()
+    assert kinds() == []
+
+    signed = fleet.push("v2")
+    fleet.scan()
+
+    assert kinds() == ["new_signer"]
+    assert events()[0].detail["identity"] == SIGNER and events()[0].detail["digest"] == str(signed)
+
+
+def test_signers_stored_before_monitoring_are_no_news(registry: RegistryServer) -> None:
+    fleet = Fleet(registry)
+    fleet.push("v1")
+    assert signals.scan_finished.disconnect(sender=Scan, dispatch_uid="monitor-drift")
+    try:
+        fleet.scan()  # a scan from before the monitor was installed
+    finally:
+        signals.scan_finished.connect(on_scan_finished, sender=Scan, dispatch_uid="monitor-drift")
+
+    fleet.push("v2")
+    fleet.scan()
+
+    assert kinds() == []
