@@ -31,7 +31,7 @@ from provenance.sources.models import Scan, ScanChunk, Source
 from provenance.trust import services as trust_services
 from tests.factories import make_sigstore, trust_root_for
 from tests.monitor.conftest import SECRET, Receiver
-from tests.plugins.registry import RegistryServer, make_image, push_image, unique_repository
+from tests.plugins.registry import RegistryServer, make_image, make_index, push_image, unique_repository
 from tests.plugins.worker import start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -421,3 +421,20 @@ def test_signers_stored_before_monitoring_are_no_news(registry: RegistryServer) 
     fleet.scan()
 
     assert kinds() == []
+
+
+def test_a_multi_platform_image_losing_its_signature_is_one_event_of_each_kind(registry: RegistryServer) -> None:
+    fleet = Fleet(registry)
+    with registry.client() as client:
+        amd64, arm64 = make_image(), make_image()
+        push_image(client, fleet.repo, amd64)
+        push_image(client, fleet.repo, arm64)
+        index = client.push_manifest(fleet.repo, "v1", make_index((amd64, "linux/amd64"), (arm64, "linux/arm64")),
+                                     MediaType.OCI_INDEX)
+    fleet.sign(index, SIGNER)
+    fleet.scan()
+    fleet.unsign(index)
+    fleet.scan()
+
+    assert sorted(kinds()) == ["evidence_gone", "verdict_flipped"], [e.title for e in events()]
+    assert {e.detail["digest"] for e in events()} == {str(index)}
