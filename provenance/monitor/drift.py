@@ -8,6 +8,7 @@ Connected to ``sources.signals.scan_finished``, which is sent once a scan's resu
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from typing import Any
 
@@ -33,12 +34,24 @@ _BAD = {"untrusted", "unsigned", "error"}
 def on_scan_finished(sender: type[Scan], scan: Scan, **kwargs: Any) -> None:
     if scan.state != Scan.State.DONE:
         return
-    since = scan.started_at or scan.created_at
+    since = _since(scan)
     source = scan.source
     tag_drift(source, since)
     evidence_drift(source, scan, since)
     verdict_drift(source, since)
     trust_root_expiry(source.trust_root)
+
+
+def _since(scan: Scan) -> dt.datetime:
+    """Where this scan's drift starts: where the source's previous finished scan left off, so that what a scan
+    that died stored (it raised no drift) is not lost to the next one, which finds it unchanged. A source's first
+    finished scan looks at everything stored for it."""
+    start = scan.started_at or scan.created_at
+    previous = (Scan.objects.filter(source_id=scan.source_id, state=Scan.State.DONE, finished_at__lt=start)
+                .exclude(pk=scan.pk).order_by("-finished_at").values_list("finished_at", flat=True).first())
+    if previous is None:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return min(start, previous)
 
 
 def _policies(artifact: Artifact) -> list[str]:
@@ -77,7 +90,11 @@ def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
     count = 0
     known_signers = {_signer(i, s, k) for i, s, k in EvidenceSeen.objects.filter(
         artifact__source=source, outcome="verified").values_list("identity", "issuer", "key")}
-    has_baseline = EvidenceSeen.objects.filter(artifact__source=source).exists()
+    # Signers are new against what earlier scans saw: evidence recorded by them, or none at all (a source scanned
+    # unsigned). Evidence stored before monitoring and never recorded is no baseline: its signers are not news.
+    has_baseline = EvidenceSeen.objects.filter(artifact__source=source).exists() or (
+        Scan.objects.filter(source=source, state=Scan.State.DONE).exclude(pk=scan.pk).exists()
+        and not Evidence.objects.filter(artifact__source=source).exclude(artifact__checked_at__gte=since).exists())
     ids = list(Artifact.objects.filter(source=source, checked_at__gte=since).order_by("pk")
                .values_list("pk", flat=True))
     for start in range(0, len(ids), _DRIFT_BATCH):
@@ -118,8 +135,8 @@ def _evidence_drift_batch(source: Source, scan: Scan, ids: list[int], known_sign
                 known_signers.add(signer)
                 count += emit(
                     Event.Kind.NEW_SIGNER, f"New signer for {source.name}: {signer}"[:300],
-                    key=f"new_signer:{source.pk}:{signer}"[:200], source=source, artifact=artifact,
-                    policies=_policies(artifact),
+                    key=f"new_signer:{source.pk}:{hashlib.sha256(signer.encode()).hexdigest()}", source=source,
+                    artifact=artifact, policies=_policies(artifact),
                     detail={"repository": artifact.repository, "digest": artifact.digest, "kind": row.kind,
                             "identity": row.identity, "issuer": row.issuer, "key": row.key},
                 ) is not None

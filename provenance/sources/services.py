@@ -728,8 +728,11 @@ def _finish_scan(scan_id: int, messages: list[str]) -> None:
     summary = "\n".join(messages)[:20000]
     scan = Scan.objects.get(pk=scan_id)
     with transaction.atomic():
-        Scan.objects.filter(pk=scan_id).update(state=Scan.State.DONE, error_code="partial" if scan.errors else "",
-                                               error=summary, finished_at=now)
+        # Only a running scan finishes, once: two last chunks ending together cannot both finish and announce it.
+        finished = Scan.objects.filter(pk=scan_id, state=Scan.State.RUNNING).update(
+            state=Scan.State.DONE, error_code="partial" if scan.errors else "", error=summary, finished_at=now)
+        if not finished:
+            return
         Source.objects.filter(pk=scan.source_id).update(last_error=summary, last_scanned_at=now)
         ScanListing.objects.filter(scan_id=scan_id).delete()
     _announce(scan_id)
