@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from provenance.accounts.decorators import role_required
 from provenance.accounts.roles import Role
@@ -36,15 +36,28 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @role_required(Role.VIEWER)
-def artifact_detail(request: HttpRequest, digest: str) -> HttpResponse:
-    artifact = services.find_artifact(digest)
+def artifact_place(request: HttpRequest, pk: int) -> HttpResponse:
+    """One place (registry, repository, digest): its verdict, evidence and graph; the digest's other places."""
+    artifact = services.find_place(pk)
     page = presentation.describe_artifact(artifact)
     context = {
         "artifact": artifact,
+        "place_name": services.place_name(artifact),
         "page": page,
         "signatures": page.of_kind("signature"),
         "attestations": page.of_kind("attestation"),
         "sboms": page.of_kind("sbom"),
         "children": artifact.children.all(),
+        "elsewhere": services.other_places(artifact),
     }
     return render(request, "artifacts/detail.html", context)
+
+
+@role_required(Role.VIEWER)
+def artifact_digest(request: HttpRequest, digest: str) -> HttpResponse:
+    """Every place a digest is found, each with its own verdict; straight to the place when there is one."""
+    places = services.find_places(digest)
+    if len(places) == 1:
+        return redirect("artifact-place", pk=places[0].pk)
+    context = {"digest": places[0].digest, "places": places, "limit": services.MAX_PLACES}
+    return render(request, "artifacts/digest.html", context)

@@ -86,9 +86,19 @@ def coverage(request: HttpRequest) -> HttpResponse:
 
 
 @role_required(Role.VIEWER)
-def artifact_trust(request: HttpRequest, digest: str) -> HttpResponse:
-    artifact = artifact_services.find_artifact(digest)
+def place_trust(request: HttpRequest, pk: int) -> HttpResponse:
+    artifact = artifact_services.find_place(pk)
     context = {"artifact": artifact, "timeline_limit": 200}
     if request.htmx:
         return render(request, "policies/_trust_panel.html", context)
     return render(request, "policies/trust.html", context)
+
+
+@role_required(Role.VIEWER)
+def artifact_trust(request: HttpRequest, digest: str) -> HttpResponse:
+    """The old address by digest: the place's verdict history when the digest sits in one place, else the list
+    of its places (each has its own verdict)."""
+    places = artifact_services.find_places(digest)
+    if len(places) == 1:
+        return redirect("artifact-place-trust", pk=places[0].pk)
+    return redirect("artifact-detail", digest=places[0].digest)
