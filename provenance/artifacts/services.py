@@ -324,3 +324,4 @@ def find_artifact(digest: str, *, place: int | str | None = None) -> Artifact:
     if len(places) > 1:
         raise DigestInSeveralPlacesError(digest, places)
     return places[0]
+
