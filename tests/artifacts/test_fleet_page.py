@@ -180,3 +180,31 @@ def test_query_count_per_page_is_the_same_at_10_and_1000_artifacts(user_client):
     fill(source, 990, start=10)
     large = {url: _queries(user_client, url) for url in urls}
     assert large == small
+
+
+def test_source_page_refreshes_its_table_when_the_scan_ends(user_client):
+    from provenance.sources.models import Scan
+
+    source = make_source("scanned", "ghcr.io/acme/scanned:v1")
+    scan = Scan.objects.create(source=source, state=Scan.State.RUNNING, total=2)
+    running = user_client.get(f"/sources/{source.pk}/", HTTP_HX_REQUEST="true")
+    assert running.status_code == 200 and 'id="source-artifacts"' not in running.content.decode()
+    fill(source, 130)
+    Scan.objects.filter(pk=scan.pk).update(state=Scan.State.DONE, done=2)
+    done = user_client.get(f"/sources/{source.pk}/", HTTP_HX_REQUEST="true")
+    html = done.content.decode()
+    assert done.status_code == 286  # polling stops, and the table comes along out of band
+    assert '<div id="source-artifacts" hx-swap-oob="true">' in html and "130 images" in html
+    assert html.count('href="/artifacts/') == 100 and f'href="/?source={source.pk}"' in html
+    page = user_client.get(f"/sources/{source.pk}/").content.decode()
+    assert page.count('id="source-artifacts"') == 1 and "hx-swap-oob" not in page
+
+
+def test_add_source_form_speaks_the_users_words(user_client):
+    html = user_client.get("/sources/new/").content.decode()
+    for label in ("What to watch", "Expected signer", "The registry speaks plain HTTP (no TLS)",
+                  "Registry password or token", "Only tags matching"):
+        assert label in html
+    assert "anyone on the way can change them" in html  # what plain HTTP means
+    for field_name in ("Is insecure", "Tag pattern", "Expected identity regexp", "Ca certificates"):
+        assert field_name not in html
