@@ -166,4 +166,12 @@ def test_artifact_and_fleet_pages_fit_the_window(browser, live_server, demo, wid
         if os.environ.get("PROVENANCE_SCREENSHOT_DIR"):
             page.screenshot(path=f"{os.environ['PROVENANCE_SCREENSHOT_DIR']}/artifact-{tag}-{width}.png",
                             full_page=True)
+    # the pictures render (drawn bars, sized to the window) and fit too
+    page.goto(f"{live_server.url}/coverage/")
+    for chart in ("#coverage-chart", "#verdict-chart"):
+        box = page.eval_on_selector(f"{chart} svg", "e => e.getBoundingClientRect().width")
+        drawn = page.eval_on_selector_all(f"{chart} rect.segment", "els => els.filter(e => e.getBBox().width > 0)"
+                                          ".length")
+        assert 300 < box <= width and drawn >= 2, (chart, box, drawn)
+    assert _no_horizontal_overflow(page), "coverage page"
     page.context.close()

@@ -13,7 +13,7 @@ from provenance.accounts.decorators import role_required
 from provenance.accounts.roles import Role
 from provenance.api.filters import ArtifactFilter
 from provenance.api.pagination import KeysetPagination
-from provenance.artifacts import presentation, services
+from provenance.artifacts import charts, presentation, services
 from provenance.artifacts.models import Artifact, TrustStatus
 from provenance.policies.models import Policy, Status
 from provenance.sources.models import Source
@@ -41,6 +41,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "orderings": ORDERINGS,
         "has_policies": Policy.objects.filter(is_enabled=True).exists(),
         "sources": Source.objects.order_by("name")[:50],
+        "verdict_chart": None if request.htmx else charts.verdict_chart(),
         "source_choices": Source.objects.order_by("name").values_list("pk", "name")[:500],
     }
     template = "artifacts/dashboard.html#artifact-table" if request.htmx else "artifacts/dashboard.html"

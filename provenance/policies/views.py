@@ -6,6 +6,7 @@ from django.views.decorators.http import require_POST
 
 from provenance.accounts.decorators import role_required
 from provenance.accounts.roles import Role
+from provenance.artifacts import charts
 from provenance.artifacts import services as artifact_services
 from provenance.core.policy import PolicyError, dump_policy
 from provenance.policies import services
@@ -81,7 +82,9 @@ def job_status(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.VIEWER)
 def coverage(request: HttpRequest) -> HttpResponse:
-    context = {"coverage": services.coverage(), "unknown": services.unknown_signers(limit=30)}
+    rows = services.coverage()
+    context = {"coverage": rows, "unknown": services.unknown_signers(limit=30),
+               "coverage_chart": charts.coverage_chart(rows), "verdict_chart": charts.verdict_chart()}
     return render(request, "policies/coverage.html", context)
 
 
