@@ -74,6 +74,11 @@ def fleet():
                                      status="failed", status_reason="signed by someone else",
                                      checked_at=NOW - dt.timedelta(days=3))
     ArtifactTrust.objects.create(artifact=forged, status="untrusted")
+    for key, outcome, kind, predicate in (("p1", "verified", "attestation", "https://slsa.dev/provenance/v1"),
+                                          ("p2", "failed", "attestation", "https://spdx.dev/Document")):
+        Evidence.objects.create(artifact=forged, kind=kind, format="cosign-att", location="x", digest=forged.digest,
+                                evidence_key=key, covers_digest=forged.digest, outcome=outcome,
+                                predicate_type=predicate)
     copy = Artifact.objects.create(source=mirror, repository="mirror/app", digest=app.digest, status="unsigned",
                                    checked_at=NOW - dt.timedelta(days=1))
     # a platform of an index is not a row of the fleet page
@@ -93,6 +98,8 @@ def fleet():
     ("policy=untrusted", {"forged"}),
     ("policy=pending", {"copy"}),
     ("checked_since=2026-10-31T00:00:00Z", {"app", "copy"}),
+    ("predicate_type=https://slsa.dev/provenance/v1", {"forged"}),
+    ("predicate_type=https://spdx.dev/Document", set()),
     ("repository_prefix=&tag=&status=", {"app", "forged", "copy"}),  # a plain form's empty fields: no filter
 ])
 def test_filters_are_the_apis(fleet, user_client, query, expected):
