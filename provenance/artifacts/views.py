@@ -22,6 +22,14 @@ from provenance.sources.models import Source
 ORDERINGS = (("repository", "repository"), ("-checked_at", "newest checked"), ("checked_at", "oldest checked"),
              ("status", "signature status"), ("digest", "digest"))
 PAGE_SIZE = 100
+# What the search form offers as examples (placeholders, and the predicate types it suggests).
+EXAMPLES = {
+    "signer": "https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main",
+    "issuer": "https://token.actions.githubusercontent.com",
+    "predicate_types": ("https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2",
+                        "https://spdx.dev/Document", "https://cyclonedx.org/bom",
+                        "https://cosign.sigstore.dev/attestation/vuln/v1"),
+}
 
 
 @role_required(Role.VIEWER)
@@ -39,6 +47,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "statuses": TrustStatus.choices,
         "verdicts": Status.choices,
         "orderings": ORDERINGS,
+        "examples": EXAMPLES,
         "has_policies": Policy.objects.filter(is_enabled=True).exists(),
         "sources": Source.objects.order_by("name")[:50],
         "verdict_chart": None if request.htmx else charts.verdict_chart(),

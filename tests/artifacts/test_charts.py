@@ -15,7 +15,7 @@ from tests.artifacts.test_fleet_page import fill, make_source, user_client  # no
 
 pytestmark = pytest.mark.django_db
 
-SVG = "{http://www.w3.org/2000/svg}"
+SVG = ""  # inline SVG in HTML: no namespace declared
 
 
 def _svg(html: str, dom_id: str) -> ET.Element:
