@@ -111,14 +111,18 @@ def cursor_after(row: object, keys: list[str]) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def measure(client: object, url: str, repeat: int, budget: float) -> tuple[float, float, int, int, int]:
-    """(p50 ms, p95 ms, bytes, SQL queries, status) over ``repeat`` requests (fewer when over ``budget`` s)."""
+def measure(client: object, url: str, repeat: int, budget: float, slowest: int = 0
+            ) -> tuple[float, float, int, int, int]:
+    """(p50 ms, p95 ms, bytes, SQL queries, status) over ``repeat`` requests (fewer when over ``budget`` s);
+    prints the ``slowest`` queries of the first request."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url)  # type: ignore[attr-defined]
     queries, size, status = len(captured), len(response.content), response.status_code
+    for query in sorted(captured.captured_queries, key=lambda q: -float(q["time"]))[:slowest]:
+        print(f"    {float(query['time']) * 1000:7.1f} ms  {query['sql'][:160]}")
     times: list[float] = []
     started = time.perf_counter()
     for _ in range(repeat):
@@ -137,6 +141,8 @@ def main() -> None:
     parser.add_argument("--places", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per page at most (then >= 3 runs)")
+    parser.add_argument("--slowest", type=int, default=0, help="print each page's N slowest SQL queries")
+    parser.add_argument("--only", default="", help="only the pages whose label starts with one of these (a,b)")
     args = parser.parse_args()
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     if not server.startswith("postgres"):
@@ -191,8 +197,11 @@ def main() -> None:
             ("API list, last page", f"/api/v1/artifacts/?cursor={cursor_after(newest_last, ['-checked_at', '-id'])}"),
         ]
         print(f"{'page':34} {'p50 ms':>8} {'p95 ms':>8} {'KB':>7} {'SQL':>4} status")
+        wanted = tuple(p.strip() for p in args.only.split(",") if p.strip())
         for label, url in pages:
-            p50, p95, size, queries, status = measure(client, url, args.repeat, args.budget)
+            if wanted and not label.startswith(wanted):
+                continue
+            p50, p95, size, queries, status = measure(client, url, args.repeat, args.budget, args.slowest)
             print(f"{label:34} {p50:8.1f} {p95:8.1f} {size / 1024:7.1f} {queries:4} {status}")
         connections.close_all()
     finally:
