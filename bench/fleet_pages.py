@@ -189,6 +189,7 @@ def main() -> None:
             ("fleet: signer+issuer", f"/?signer={IDENTITY}&issuer={ISSUER}&ordering=-checked_at"),
             ("fleet: tag", f"/?tag=v{newest_last.pk}"),
             ("fleet: last page", f"/?cursor={cursor_after(by_name_last, ['repository', 'id'])}"),
+            ("verdicts per source (picture)", "/charts/verdicts/"),
             ("coverage page", "/coverage/"),
             ("source page", f"/sources/{source.pk}/"),
             ("artifact page", f"/artifacts/{shared.pk}/"),

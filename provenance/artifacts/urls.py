@@ -5,6 +5,7 @@ from provenance.policies import views as policy_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("charts/verdicts/", views.verdict_chart, name="verdict-chart"),
     # One page per place (an artifact row: source, repository, digest) ...
     path("artifacts/<int:pk>/", views.artifact_place, name="artifact-place"),
     path("artifacts/<int:pk>/trust/", policy_views.place_trust, name="artifact-place-trust"),

@@ -22,6 +22,7 @@ from provenance.sources.models import Source
 ORDERINGS = (("repository", "repository"), ("-checked_at", "newest checked"), ("checked_at", "oldest checked"),
              ("status", "signature status"), ("digest", "digest"))
 PAGE_SIZE = 100
+COUNT_LIMIT = 10_000  # a filtered total is counted exactly up to here ("more than 10,000" beyond)
 # What the search form offers as examples (placeholders, and the predicate types it suggests).
 EXAMPLES = {
     "signer": "https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main",
@@ -36,8 +37,10 @@ EXAMPLES = {
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The fleet: top-level artifacts filtered with the API's filters (same parameter names), keyset pages with
     a total; the table alone for htmx (live filtering), the whole page otherwise (a plain GET form)."""
-    listing = fleet_page(request, page_size=PAGE_SIZE, default_ordering=ORDERINGS[0][0])
-    counts = dict(Artifact.objects.filter(parent__isnull=True).values_list("status").annotate(n=Count("pk")))
+    counts = dict(Artifact.objects.filter(parent__isnull=True).values_list("status").annotate(n=Count("pk"))
+                  .order_by())
+    listing = fleet_page(request, page_size=PAGE_SIZE, default_ordering=ORDERINGS[0][0],
+                         unfiltered_total=sum(counts.values()))
     context = {
         "listing": listing,
         "artifacts": listing.rows,
@@ -50,10 +53,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "examples": EXAMPLES,
         "has_policies": Policy.objects.filter(is_enabled=True).exists(),
         "sources": Source.objects.order_by("name")[:50],
-        "verdict_chart": None if request.htmx else charts.verdict_chart(),
         "source_choices": Source.objects.order_by("name").values_list("pk", "name")[:500],
     }
     template = "artifacts/dashboard.html#artifact-table" if request.htmx else "artifacts/dashboard.html"
+    return render(request, template, context)
+
+
+@role_required(Role.VIEWER)
+def verdict_chart(request: HttpRequest) -> HttpResponse:
+    """Verdicts per source as a picture: the fleet page loads it after itself (htmx), or links to it."""
+    context = {"verdict_chart": charts.verdict_chart()}
+    template = "artifacts/charts.html#verdict-chart" if request.htmx else "artifacts/charts.html"
     return render(request, template, context)
 
 
@@ -98,17 +108,22 @@ class FleetPage:
     previous_query: str | None
     ordering: str
     filter_query: str = ""  # the filters alone, urlencoded (for exports of the same list)
+    count_limit: int | None = None  # the bound the total was counted to (None: exact)
+
+    @property
+    def is_total_bounded(self) -> bool:
+        return self.count_limit is not None and self.total > self.count_limit
 
     @property
     def is_filtered(self) -> bool:
         return bool(self.filter_query)
 
 
-def fleet_page(request: HttpRequest, *, page_size: int, default_ordering: str) -> FleetPage:
+def fleet_page(request: HttpRequest, *, page_size: int, default_ordering: str, unfiltered_total: int) -> FleetPage:
     """One page of the fleet's top-level artifacts, filtered exactly as ``GET /api/v1/artifacts/`` filters
     (:class:`~provenance.api.filters.ArtifactFilter`, the same parameter names), with the total of the filtered
-    list and the query strings of the next and previous keyset pages. A bad parameter gives ``errors`` and no
-    rows; a constant number of queries whatever the fleet's size."""
+    list (exact up to ``COUNT_LIMIT``) and the query strings of the next and previous keyset pages. A bad
+    parameter gives ``errors`` and no rows; a constant number of queries whatever the fleet's size."""
     params = request.GET.copy()
     if not params.get("ordering"):
         params["ordering"] = default_ordering
@@ -125,7 +140,12 @@ def fleet_page(request: HttpRequest, *, page_size: int, default_ordering: str) -
         errors = {k: [str(e) for e in v] for k, v in filterset.errors.items()}
         return FleetPage([], 0, errors, None, None, ordering, filter_query)
     filtered = filterset.qs
-    total = filtered.order_by().count()
+    bound: int | None = None
+    if filter_query:  # counted up to a bound: an EXISTS filter matching the whole fleet costs no more than that
+        bound = COUNT_LIMIT
+        total = filtered.order_by().values("pk")[: bound + 1].count()
+    else:
+        total = unfiltered_total
     pager = KeysetPagination()
     pager.page_size = page_size
     try:
@@ -133,7 +153,7 @@ def fleet_page(request: HttpRequest, *, page_size: int, default_ordering: str) -
     except exceptions.ParseError as err:
         return FleetPage([], total, {"cursor": [str(err.detail)]}, None, None, ordering, filter_query)
     return FleetPage(rows, total, {}, _query_of(pager.get_next_link()), _query_of(pager.get_previous_link()),
-                     ordering, filter_query)
+                     ordering, filter_query, bound)
 
 
 def _without_empty(params: QueryDict) -> QueryDict:

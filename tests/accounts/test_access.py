@@ -42,7 +42,7 @@ KEY_PEM = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
 PAGES = [
     ("GET", "healthz", None), ("GET", "login", None),
     ("GET", "dashboard", "viewer"), ("GET", "artifact-detail", "viewer"), ("GET", "artifact-trust", "viewer"),
-    ("GET", "artifact-place", "viewer"), ("GET", "artifact-place-trust", "viewer"),
+    ("GET", "artifact-place", "viewer"), ("GET", "artifact-place-trust", "viewer"), ("GET", "verdict-chart", "viewer"),
     ("GET", "source-new", "operator"), ("POST", "source-new", "operator"),
     ("GET", "source-detail", "viewer"), ("POST", "source-scan", "operator"),
     ("GET", "trust", "viewer"), ("POST", "trust", "admin"),

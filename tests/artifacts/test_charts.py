@@ -35,7 +35,11 @@ def test_verdict_counts_are_drawn_in_proportion(user_client):  # noqa: F811
     ArtifactTrust.objects.create(artifact=bad, status="untrusted")
     assert charts.verdict_counts()[source.pk] == {"signature": {"verified": 3, "failed": 1},
                                                   "policy": {"trusted": 3, "untrusted": 1}}
-    html = user_client.get("/").content.decode()
+    fleet = user_client.get("/").content.decode()  # the fleet page loads the picture after itself, or links it
+    assert 'hx-get="/charts/verdicts/" hx-trigger="load"' in fleet and 'href="/charts/verdicts/"' in fleet
+    fragment = user_client.get("/charts/verdicts/", HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<figure class="chart" id="fleet-verdict-chart">')
+    html = user_client.get("/charts/verdicts/").content.decode()
     assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt; source" in html
     svg = _svg(html, "fleet-verdict-chart")
     assert not list(svg.iter(f"{SVG}script")) and "on" not in "".join(

@@ -180,7 +180,8 @@ def test_query_count_per_page_is_the_same_at_10_and_1000_artifacts(user_client):
     first = Artifact.objects.order_by("pk").first()
     assert first is not None
     urls = ["/", "/?status=verified&repository_prefix=acme/&signer=" + SIGNER, "/?ordering=-checked_at&tag=v3",
-            f"/artifacts/{first.pk}/", f"/sources/{source.pk}/", "/coverage/", "/api/v1/artifacts/",
+            f"/artifacts/{first.pk}/", f"/sources/{source.pk}/", "/coverage/", "/charts/verdicts/",
+            "/api/v1/artifacts/", f"/api/v1/digests/{first.digest}/",
             f"/api/v1/artifacts/?signer={SIGNER}&status=verified"]
     user_client.get("/")  # session and permission caches warm
     small = {url: _queries(user_client, url) for url in urls}
@@ -215,3 +216,14 @@ def test_add_source_form_speaks_the_users_words(user_client):
     assert "anyone on the way can change them" in html  # what plain HTTP means
     for field_name in ("Is insecure", "Tag pattern", "Expected identity regexp", "Ca certificates"):
         assert field_name not in html
+
+
+def test_a_large_filtered_total_is_bounded_and_said_so(user_client, monkeypatch):
+    from provenance.artifacts import views
+
+    fill(make_source("many", "ghcr.io/acme/many:v1"), 30)
+    monkeypatch.setattr(views, "COUNT_LIMIT", 20)
+    bounded = user_client.get(f"/?signer={SIGNER}").content.decode()
+    assert "<b>more than 20</b> images" in bounded and len(rows_of(bounded)) == 30
+    assert total_of(user_client.get("/").content.decode()) == 30  # unfiltered: the exact sum of the counts
+    assert total_of(user_client.get(f"/?signer={SIGNER}&tag=v3").content.decode()) == 1
