@@ -118,6 +118,11 @@ class FleetPage:
     def is_filtered(self) -> bool:
         return bool(self.filter_query)
 
+    @property
+    def filter_words(self) -> str:
+        """The filters as ``name: value`` pairs, to say what an export of this list holds."""
+        return " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in QueryDict(self.filter_query).items())
+
 
 def fleet_page(request: HttpRequest, *, page_size: int, default_ordering: str, unfiltered_total: int) -> FleetPage:
     """One page of the fleet's top-level artifacts, filtered exactly as ``GET /api/v1/artifacts/`` filters

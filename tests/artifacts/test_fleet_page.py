@@ -124,6 +124,9 @@ def test_the_form_keeps_its_values_and_sorts(fleet, user_client):
     html = user_client.get("/?repository_prefix=acme/&ordering=-checked_at").content.decode()
     assert 'name="repository_prefix" value="acme/"' in html
     assert '<option value="-checked_at" selected>' in html
+    # the export links hold the same filters (not the order): an export of exactly this list
+    assert 'href="/compliance/export/?top_level=true&amp;repository_prefix=acme%2F&amp;format=csv"' in html
+    assert "the matching artifacts (repository prefix: acme/)" in html
     assert rows_of(html) == [fleet["app"].digest, fleet["forged"].digest]
     assert rows_of(user_client.get("/?repository_prefix=acme/&ordering=checked_at").content.decode()) == [
         fleet["forged"].digest, fleet["app"].digest]
