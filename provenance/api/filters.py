@@ -30,7 +30,8 @@ class ImageReferenceField(forms.CharField):
         try:
             return ImageRef.parse(text)
         except MalformedEvidenceError as err:
-            raise forms.ValidationError(err.message, code=err.code) from err
+            # The message quotes the input: passed as a parameter, so a "%" in it is text, not a format.
+            raise forms.ValidationError("%(message)s", params={"message": err.message}, code=err.code) from err
 
 
 class ImageReferenceFilter(filters.CharFilter):

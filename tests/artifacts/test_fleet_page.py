@@ -145,6 +145,11 @@ def test_a_bad_filter_says_which_and_lists_nothing(fleet, user_client):
     errors = html.split('id="filter-errors"')[1].split("</ul>")[0]
     assert "status" in errors and "checked_since" in errors
     assert "invalid cursor" in user_client.get("/?cursor=%%%").content.decode()
+    # an error message quoting the input: a "%" in it is text (the page and the API alike)
+    quoted = user_client.get("/?image=a%25sb c")
+    assert quoted.status_code == 200 and "image" in quoted.content.decode().split('id="filter-errors"')[1]
+    api = user_client.get("/api/v1/artifacts/?image=a%25sb c")
+    assert api.status_code == 400 and "%s" in str(api.json())
 
 
 def test_pages_past_500_with_a_total_and_no_row_twice(user_client):
