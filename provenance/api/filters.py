@@ -30,7 +30,8 @@ class ImageReferenceField(forms.CharField):
         try:
             return ImageRef.parse(text)
         except MalformedEvidenceError as err:
-            raise forms.ValidationError(err.message, code=err.code) from err
+            # The message quotes the input: passed as a parameter, so a "%" in it is text, not a format.
+            raise forms.ValidationError("%(message)s", params={"message": err.message}, code=err.code) from err
 
 
 class ImageReferenceFilter(filters.CharFilter):
@@ -76,6 +77,9 @@ class ArtifactFilter(filters.FilterSet):
                                           "(a certificate's subject, e.g. a workflow URL or an e-mail).")
     issuer = filters.CharFilter(method="filter_issuer", max_length=500,
                                 help_text="Artifacts with verified evidence whose signer's OIDC issuer is this.")
+    predicate_type = filters.CharFilter(method="filter_predicate_type", max_length=300,
+                                        help_text="Artifacts with a verified attestation of this predicate type, "
+                                                  "exactly (e.g. `https://slsa.dev/provenance/v1`).")
     checked_since = UtcDateTimeFilter(field_name="checked_at", lookup_expr="gte",
                                               help_text="Checked at or after this time (ISO 8601).")
     ordering = filters.OrderingFilter(fields=["checked_at", "repository", "digest", "status", "created_at"],
@@ -106,6 +110,10 @@ class ArtifactFilter(filters.FilterSet):
 
     def filter_issuer(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(Exists(_verified_evidence().filter(issuer=value)))
+
+    def filter_predicate_type(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Exists(_verified_evidence().filter(kind=Evidence.Kind.ATTESTATION,
+                                                                  predicate_type=value)))
 
 
 def _verified_evidence() -> QuerySet:

@@ -35,7 +35,7 @@ class EvidenceSerializer(serializers.ModelSerializer):
 class ArtifactChildSerializer(serializers.ModelSerializer):
     class Meta:
         model = Artifact
-        fields = ["digest", "platform", "media_type", "status", "status_code", "status_reason"]
+        fields = ["id", "digest", "platform", "media_type", "status", "status_code", "status_reason"]
 
 
 class PolicyVerdictSerializer(serializers.Serializer):
@@ -50,7 +50,11 @@ _PENDING = {"status": Status.PENDING.value, "code": "", "evaluated_at": None}
 
 
 class ArtifactSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="artifact-detail", lookup_url_kwarg="key")
     source = serializers.CharField(source="source.name")
+    source_id = serializers.IntegerField(read_only=True)
+    registry = serializers.CharField(source="source.registry_host", help_text="Empty for an OCI layout.")
+    name = serializers.CharField(source="full_name", help_text="`registry/repository` as policies match it.")
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
     verified = serializers.SerializerMethodField()
     reason = serializers.CharField(source="status_reason")
@@ -59,8 +63,8 @@ class ArtifactSerializer(serializers.ModelSerializer):
     class Meta:
         model = Artifact
         fields = [
-            "digest", "repository", "source", "media_type", "platform", "tags", "status", "verified",
-            "status_code", "reason", "checked_at", "policy",
+            "id", "url", "digest", "registry", "repository", "name", "source", "source_id", "media_type", "platform",
+            "tags", "status", "verified", "status_code", "reason", "checked_at", "policy",
         ]
 
     def get_verified(self, obj: Artifact) -> bool:
@@ -79,7 +83,14 @@ class ArtifactDetailSerializer(ArtifactSerializer):
     parent = serializers.CharField(source="parent.digest", default=None, allow_null=True, read_only=True)
 
     class Meta(ArtifactSerializer.Meta):
-        fields = [*ArtifactSerializer.Meta.fields, "parent", "platforms", "evidence"]
+        fields = [*ArtifactSerializer.Meta.fields, "parent", "parent_id", "platforms", "evidence"]
+
+
+class DigestPlacesSerializer(serializers.Serializer):
+    """Every place a digest is found, each with its own verdict."""
+
+    digest = serializers.CharField()
+    places = ArtifactSerializer(many=True)
 
 
 class TagEventSerializer(serializers.ModelSerializer):

@@ -59,6 +59,7 @@ urlpatterns = [
     path("v1/compliance/pack/", compliance.PackView.as_view(), name="api-compliance-pack"),
     path("v1/compliance/report/", compliance.ReportView.as_view(), name="api-compliance-report"),
     path("v1/compliance/signing-key/", compliance.SigningKeyView.as_view(), name="api-compliance-signing-key"),
+    path("v1/digests/<str:digest>/", views.DigestView.as_view(), name="api-digest"),
     path("v1/artifacts/<str:digest>/vsa/", compliance.ArtifactVsaView.as_view(), name="api-artifact-vsa"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[ViewerReads]), name="api-schema"),

@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from provenance.accounts import services as account_services
 from provenance.accounts.models import ApiToken, AuditEvent
@@ -28,21 +29,61 @@ from provenance.trust.models import PublicKey, TrustRoot
 
 class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
     """Viewer: artifacts with their verification status and policy verdict, newest checked first (filters below;
-    ``?image=registry/repo:tag`` finds one by reference); one with every piece of evidence and its checks."""
+    ``?image=registry/repo:tag`` finds one by reference); one with every piece of evidence and its checks.
+
+    An artifact is a place: (registry, repository, digest). ``/artifacts/<id>/`` is one place.
+    ``/artifacts/<digest>/`` answers that place when the digest is found in one place only; found in several, it
+    answers 300 with every place (``/digests/<digest>/`` always lists them)."""
 
     permission_classes = [ViewerReads]
     queryset = (Artifact.objects.select_related("source", "trust").prefetch_related("tags")
                 .order_by("-checked_at", "-id"))
     filterset_class = filters.ArtifactFilter
     pagination_class = KeysetPagination
-    lookup_field = "digest"
-    lookup_value_regex = r"sha(256|384|512):[0-9a-f]+"
+    lookup_url_kwarg = "key"
+    lookup_value_regex = r"[0-9]+|sha(256|384|512):[0-9a-f]+"
 
     def get_serializer_class(self):  # type: ignore[no-untyped-def]
         return serializers.ArtifactDetailSerializer if self.action == "retrieve" else serializers.ArtifactSerializer
 
-    def get_object(self) -> Artifact:
-        return artifact_services.find_artifact(self.kwargs["digest"])
+    @extend_schema(
+        parameters=[OpenApiParameter("key", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                     pattern=r"^([0-9]+|sha(256|384|512):[0-9a-f]+)$",
+                                     description="The artifact's id, or a digest found in one place only.")],
+        responses={200: serializers.ArtifactDetailSerializer,
+                   300: OpenApiResponse(serializers.DigestPlacesSerializer,
+                                        description="The digest is found in several places: each of them.")})
+    def retrieve(self, request: Request, *args: object, **kwargs: object) -> Response:
+        key = self.kwargs["key"]
+        if key.isdigit():
+            artifact = artifact_services.find_place(int(key))
+        else:
+            places = artifact_services.find_places(key)
+            if len(places) > 1:
+                body = {"error": artifact_services.DigestInSeveralPlacesError.code,
+                        "detail": "this digest is found in several places: ask for one by its id",
+                        **_digest_places(request, places)}
+                return Response(body, status=300)
+            artifact = places[0]
+        self.check_object_permissions(request, artifact)
+        return Response(self.get_serializer(artifact).data)
+
+
+def _digest_places(request: Request, places: list[Artifact]) -> dict[str, object]:
+    rows = serializers.ArtifactSerializer(places, many=True, context={"request": request}).data
+    return {"digest": places[0].digest, "places": rows}
+
+
+class DigestView(APIView):
+    """Viewer: every place (registry, repository, digest) a digest is found, each with its own verdict."""
+
+    permission_classes = [ViewerReads]
+
+    @extend_schema(responses=serializers.DigestPlacesSerializer,
+                   parameters=[OpenApiParameter("digest", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                pattern=r"^sha(256|384|512):[0-9a-f]+$")])
+    def get(self, request: Request, digest: str) -> Response:
+        return Response(_digest_places(request, artifact_services.find_places(digest)))
 
 
 class SourceViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -133,12 +174,15 @@ class PolicyViewSet(viewsets.ModelViewSet):
 
     @extend_schema(responses=serializers.VerdictSerializer,
                    parameters=[OpenApiParameter("digest", OpenApiTypes.STR, OpenApiParameter.PATH,
-                                                pattern=r"^sha(256|384|512):[0-9a-f]+$")])
+                                                pattern=r"^sha(256|384|512):[0-9a-f]+$"),
+                               OpenApiParameter("place", OpenApiTypes.INT, description=(
+                                   "The artifact's id: needed when the digest is found in several places "
+                                   "(else 400 `digest_in_several_places`)."))])
     @action(detail=False, methods=["get"], url_path=r"verdicts/(?P<digest>sha(256|384|512):[0-9a-f]+)",
             serializer_class=serializers.VerdictSerializer, filterset_class=None, pagination_class=None)
     def verdict(self, request: Request, digest: str) -> Response:
-        """An artifact's trust status under the policies, with its history."""
-        artifact = artifact_services.find_artifact(digest)
+        """An artifact's (one place's) trust status under the policies, with its history."""
+        artifact = artifact_services.find_artifact(digest, place=request.query_params.get("place"))
         trust = ArtifactTrust.objects.filter(artifact=artifact).select_related("artifact").first()
         if trust is None:  # not evaluated yet: the same shape, pending
             trust = ArtifactTrust(artifact=artifact, status=Status.PENDING)

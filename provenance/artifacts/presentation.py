@@ -301,7 +301,7 @@ def _artifact_node(artifact: Artifact, readings: dict[int, Reading | None], *, e
         children.append(_artifact_node(child, readings, evidence=child_evidence))
     if len(platforms) > MAX_PLATFORM_NODES:
         children.append(_more(len(platforms) - MAX_PLATFORM_NODES, "platforms"))
-    href = "" if is_current else reverse("artifact-detail", args=[artifact.digest])
+    href = "" if is_current else reverse("artifact-place", args=[artifact.pk])
     return Node(kind, heading, tone(artifact.status), badge=artifact.status, facts=_artifact_facts(artifact),
                 href=href, is_current=is_current, children=tuple(children))
 
@@ -424,7 +424,7 @@ def describe_artifact(artifact: Artifact) -> ArtifactPage:
         parent = artifact.parent
         node = Node("index", "Index", tone(parent.status), badge=parent.status,
                     facts=(_fact("digest", parent.digest, mono=True, limit=20),),
-                    note="this image is one of its platforms", href=reverse("artifact-detail", args=[parent.digest]),
+                    note="this image is one of its platforms", href=reverse("artifact-place", args=[parent.pk]),
                     children=(node,))
     provenance, sboms, unread = [], [], []
     for e in evidence:

@@ -20,7 +20,7 @@ from provenance.artifacts.models import Artifact, Evidence, Tag, TagEvent
 from provenance.core import discovery as core_discovery
 from provenance.core import verify
 from provenance.core.discovery import Discovery, Level, ManifestNode
-from provenance.core.errors import MalformedEvidenceError
+from provenance.core.errors import MalformedEvidenceError, ProvenanceError
 from provenance.core.oci import Registry
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy
@@ -302,16 +302,79 @@ def record_tags_gone(source: Source, repository: str, tags: Sequence[str]) -> li
     return ids
 
 
-def find_artifact(digest: str) -> Artifact:
-    """The most recently checked artifact with this digest (the same digest may sit in several sources).
+# --------------------------------------------------------------------------------------------------------------
+# Lookups: an artifact is a place (source, repository, digest); a digest alone may name several places.
 
-    Raises Http404 for a malformed digest or when no artifact has it (pages and the API both answer 404).
-    """
+
+class DigestInSeveralPlacesError(ProvenanceError):
+    """A digest alone was asked for, but it sits in several places: the caller must say which one."""
+
+    code = "digest_in_several_places"
+
+    def __init__(self, digest: str, places: list[Artifact]) -> None:
+        names = ", ".join(place_name(a) for a in places[:10])
+        super().__init__(f"{digest} is found in {len(places)} places ({names}): ask for one by its id")
+        self.places = places
+
+
+def parse_digest(digest: str) -> str:
+    """``digest`` when well formed; Http404 otherwise (pages and the API both answer 404)."""
     try:
-        Digest.parse(digest)
+        return str(Digest.parse(digest))
     except MalformedEvidenceError as err:
         raise Http404(err.message) from err
-    artifact = Artifact.objects.filter(digest=digest).order_by("-checked_at", "-pk").first()
+
+
+def place_name(artifact: Artifact) -> str:
+    """``registry/repository@digest`` (the source is selected with the artifact by every lookup here)."""
+    return f"{artifact.full_name}@{artifact.digest}"
+
+
+def find_place(pk: int) -> Artifact:
+    """The artifact (one place) with this id; Http404 when there is none."""
+    artifact = (Artifact.objects.select_related("source", "trust", "parent").filter(pk=pk).first())
     if artifact is None:
-        raise Http404("no artifact with this digest")
+        raise Http404("no artifact with this id")
     return artifact
+
+
+def find_places(digest: str) -> list[Artifact]:
+    """Every place this digest is found (the same image pushed to several repositories or sources), by name.
+
+    Raises Http404 for a malformed digest or when no place has it."""
+    places = list(Artifact.objects.filter(digest=parse_digest(digest)).select_related("source", "trust", "parent")
+                  .prefetch_related("tags").order_by("repository", "source__name", "pk")[:MAX_PLACES])
+    if not places:
+        raise Http404("no artifact with this digest")
+    return places
+
+
+MAX_PLACES = 200
+
+
+def other_places(artifact: Artifact, limit: int = 50) -> list[Artifact]:
+    """The other places ``artifact``'s digest is found ("also in …"), each with its own verdict."""
+    return list(Artifact.objects.filter(digest=artifact.digest).exclude(pk=artifact.pk)
+                .select_related("source", "trust").order_by("repository", "source__name", "pk")[:limit])
+
+
+def find_artifact(digest: str, *, place: int | str | None = None) -> Artifact:
+    """The one artifact with this digest: the only place it sits in, or the place with id ``place`` (which must
+    have this digest). Never "whichever was checked last".
+
+    Raises Http404 (malformed digest, no such place) or DigestInSeveralPlacesError when ``place`` is not given
+    and the digest sits in several places.
+    """
+    if place not in (None, ""):
+        try:
+            artifact = find_place(int(place))  # type: ignore[arg-type]
+        except (TypeError, ValueError) as err:
+            raise Http404("the place is an artifact id") from err
+        if artifact.digest != parse_digest(digest):
+            raise Http404("that artifact does not have this digest")
+        return artifact
+    places = find_places(digest)
+    if len(places) > 1:
+        raise DigestInSeveralPlacesError(digest, places)
+    return places[0]
+

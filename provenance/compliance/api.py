@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import renderers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -114,15 +114,17 @@ class ReportView(APIView):
 
 
 class ArtifactVsaView(_FileView):
-    """Viewer: the artifact's signed VSAs (JSON Lines, one DSSE envelope per policy)."""
+    """Viewer: the artifact's signed VSAs (JSON Lines, one DSSE envelope per policy); ``?place=<artifact id>``
+    when the digest sits in several places (else 400 ``digest_in_several_places``)."""
 
     permission_classes = [ViewerReads]
     renderer_classes = [JsonLinesRenderer, renderers.JSONRenderer]
 
-    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR)})
+    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR)},
+                   parameters=[OpenApiParameter("place", OpenApiTypes.INT, description="The artifact's id.")])
     def get(self, request: Request, digest: str) -> HttpResponse:
-        artifact = artifact_services.find_artifact(digest)
         try:
+            artifact = artifact_services.find_artifact(digest, place=request.query_params.get("place"))
             envelopes = services.artifact_vsas(artifact, base_url=views.base_url(request))
         except ProvenanceError as err:
             raise _bad(err) from err

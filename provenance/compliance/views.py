@@ -135,8 +135,8 @@ def signing_key_rotate(request: HttpRequest) -> HttpResponse:
 @role_required(Role.VIEWER)
 def artifact_vsa(request: HttpRequest, digest: str) -> HttpResponse:
     """Viewer: the artifact's signed VSAs, one DSSE envelope per line (JSON Lines), one per policy."""
-    artifact = artifact_services.find_artifact(digest)
     try:
+        artifact = artifact_services.find_artifact(digest, place=request.GET.get("place"))
         envelopes = services.artifact_vsas(artifact, base_url=base_url(request))
     except ProvenanceError as err:
         return _error(request, err)
@@ -150,11 +150,11 @@ def artifact_vsa(request: HttpRequest, digest: str) -> HttpResponse:
 @require_POST
 def artifact_vsa_push(request: HttpRequest, digest: str) -> HttpResponse:
     """Operator: attach the artifact's VSAs to the image in its registry (cosign's ``.att``)."""
-    artifact = artifact_services.find_artifact(digest)
     try:
+        artifact = artifact_services.find_artifact(digest, place=request.GET.get("place"))
         pushed = services.push_vsas(artifact, base_url=base_url(request))
     except ProvenanceError as err:
         return _error(request, err)
     if request.htmx:
         return HttpResponse(f"Pushed {len(pushed)} verification summaries.")
-    return redirect("artifact-detail", digest=artifact.digest)
+    return redirect("artifact-place", pk=artifact.pk)

@@ -6,6 +6,7 @@ from django.views.decorators.http import require_POST
 
 from provenance.accounts.decorators import role_required
 from provenance.accounts.roles import Role
+from provenance.artifacts import charts
 from provenance.artifacts import services as artifact_services
 from provenance.core.policy import PolicyError, dump_policy
 from provenance.policies import services
@@ -81,14 +82,26 @@ def job_status(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.VIEWER)
 def coverage(request: HttpRequest) -> HttpResponse:
-    context = {"coverage": services.coverage(), "unknown": services.unknown_signers(limit=30)}
+    rows = services.coverage()
+    context = {"coverage": rows, "unknown": services.unknown_signers(limit=30),
+               "coverage_chart": charts.coverage_chart(rows), "verdict_chart": charts.verdict_chart()}
     return render(request, "policies/coverage.html", context)
 
 
 @role_required(Role.VIEWER)
-def artifact_trust(request: HttpRequest, digest: str) -> HttpResponse:
-    artifact = artifact_services.find_artifact(digest)
+def place_trust(request: HttpRequest, pk: int) -> HttpResponse:
+    artifact = artifact_services.find_place(pk)
     context = {"artifact": artifact, "timeline_limit": 200}
     if request.htmx:
         return render(request, "policies/_trust_panel.html", context)
     return render(request, "policies/trust.html", context)
+
+
+@role_required(Role.VIEWER)
+def artifact_trust(request: HttpRequest, digest: str) -> HttpResponse:
+    """The old address by digest: the place's verdict history when the digest sits in one place, else the list
+    of its places (each has its own verdict)."""
+    places = artifact_services.find_places(digest)
+    if len(places) == 1:
+        return redirect("artifact-place-trust", pk=places[0].pk)
+    return redirect("artifact-detail", digest=places[0].digest)

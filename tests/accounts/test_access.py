@@ -42,6 +42,7 @@ KEY_PEM = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
 PAGES = [
     ("GET", "healthz", None), ("GET", "login", None),
     ("GET", "dashboard", "viewer"), ("GET", "artifact-detail", "viewer"), ("GET", "artifact-trust", "viewer"),
+    ("GET", "artifact-place", "viewer"), ("GET", "artifact-place-trust", "viewer"), ("GET", "verdict-chart", "viewer"),
     ("GET", "source-new", "operator"), ("POST", "source-new", "operator"),
     ("GET", "source-detail", "viewer"), ("POST", "source-scan", "operator"),
     ("GET", "trust", "viewer"), ("POST", "trust", "admin"),
@@ -98,7 +99,7 @@ API = [
     ("GET", "delivery-list", "viewer"), ("GET", "delivery-detail", "viewer"),
     ("GET", "api-compliance-export", "viewer"), ("GET", "api-compliance-pack", "viewer"),
     ("GET", "api-compliance-report", "viewer"), ("GET", "api-compliance-signing-key", "viewer"),
-    ("GET", "api-artifact-vsa", "viewer"),
+    ("GET", "api-artifact-vsa", "viewer"), ("GET", "api-digest", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
@@ -144,6 +145,7 @@ def _url(key: str, route: str, world: dict[str, str]) -> str:
     pk = {"source": "pk_source", "scan": "pk_scan", "policy": "pk_policy", "apitoken": "pk_token",
           "token": "pk_token", "auditevent": "pk_audit"}.get(resource, "pk_source")
     values["pk"] = world[pk]
+    values["key"] = world["digest"]  # an artifact's id or digest
     path = route
     while (start := path.find("(?P<")) >= 0:  # a regex group: replace it, nested parentheses and all
         name = path[start + 4:path.index(">", start)]

@@ -66,10 +66,10 @@ def test_evidence_text_is_escaped_on_the_trust_panel(user_client):
     services.save_policy(issue_policy().replace('subjectRegExp: "https://github.com/myorg/.*"',
                                                 'subject: "https://github.com/myorg/app"'))
     services.evaluate_artifacts([artifact.pk], cause=Cause.EVIDENCE, detail=evil)
-    page = user_client.get(reverse("artifact-detail", args=[artifact.digest])).content.decode()
+    page = user_client.get(reverse("artifact-place", args=[artifact.pk])).content.decode()
     assert 'id="policy-trust"' in page and "✘ untrusted" in page
     assert evil not in page and "&lt;script&gt;" in page
-    timeline = user_client.get(reverse("artifact-trust", args=[artifact.digest])).content.decode()
+    timeline = user_client.get(reverse("artifact-trust", args=[artifact.digest]), follow=True).content.decode()
     assert "Policy change" not in timeline and "New evidence" in timeline and evil not in timeline
 
 
@@ -78,7 +78,7 @@ def test_index_panel_shows_platforms_and_the_rule(user_client):
     services.save_policy(issue_policy())
     index = fleet.index("myorg/multi", signers=(APP_WORKFLOW,), platforms={"linux/amd64": {}})
     services.evaluate_artifacts([index.pk], cause=Cause.EVIDENCE)
-    page = user_client.get(reverse("artifact-detail", args=[index.digest])).content.decode()
+    page = user_client.get(reverse("artifact-place", args=[index.pk])).content.decode()
     assert 'id="index-rule"' in page and "worst of its own status" in page
     assert "covered by the index signature" in page
 

@@ -75,7 +75,7 @@ def test_worker_verifies_images_from_the_real_registry(registry, celery_worker, 
         assert body["verified"] is (status == "verified")
         if status != "verified":
             assert body["reason"], f"{tag}: a failure must say why"
-        page = client.get(f"/artifacts/{digest}/").content.decode()
+        page = client.get(f"/artifacts/{digest}/", follow=True).content.decode()
         assert {"verified": "✔ verified", "failed": "✘ failed", "unsigned": "○ unsigned"}[status] in page
         if body["reason"]:
             from django.utils.html import escape
