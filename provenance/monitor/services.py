@@ -610,13 +610,15 @@ RULE_FIELDS = ("name", "channel", "kinds", "policies", "url", "secret", "emails"
 def validate_rule(values: dict[str, Any]) -> None:
     """Raise ``ValueError`` saying what is wrong with a rule."""
     kinds = values.get("kinds") or []
+    if not isinstance(kinds, list | tuple) or not all(isinstance(k, str) for k in kinds):
+        raise ValueError("kinds: a list of event kinds")
     unknown = set(kinds) - set(Event.Kind.values)
     if unknown:
         raise ValueError(f"kinds: unknown event kinds {sorted(unknown)} (known: {', '.join(Event.Kind.values)})")
     if values.get("channel") == AlertRule.Channel.WEBHOOK:
         if not str(values.get("url", "")).startswith(("https://", "http://")):
             raise ValueError("url: a webhook needs an http(s) URL")
-        if len(values.get("secret") or "") < 16:
+        if not isinstance(values.get("secret") or "", str) or len(values.get("secret") or "") < 16:
             raise ValueError("secret: at least 16 characters, to sign the webhook's requests")
     elif values.get("channel") == AlertRule.Channel.EMAIL:
         if not [a for a in str(values.get("emails", "")).split(",") if "@" in a]:
