@@ -82,6 +82,7 @@ def fill(places: int) -> None:
         for a in artifacts:
             outcome = "verified" if a.status == "verified" else "failed"
             common = {"artifact": a, "covers_digest": a.digest, "identity": IDENTITY, "issuer": ISSUER,
+                      "valid": outcome == "verified",
                       "tlog": "inclusion_proof", "integrated_time": now, "checks": [check] * 8}
             evidence += [
                 Evidence(kind="signature", format="cosign-sig", location=f"{a.repository}:sha256-x.sig",

@@ -123,6 +123,8 @@ class Evidence(models.Model):
     level = models.CharField(max_length=20, default="image")
     predicate_type = models.CharField(max_length=300, blank=True)
     outcome = models.CharField(max_length=20)
+    valid = models.BooleanField(default=False, help_text="A valid signature by someone: verified, or failed only "
+                                                         "on who signed (the coverage figures count these).")
     identity = models.CharField(max_length=500, blank=True)
     issuer = models.CharField(max_length=500, blank=True)
     key = models.CharField(max_length=200, blank=True)

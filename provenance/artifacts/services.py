@@ -22,6 +22,7 @@ from provenance.core import verify
 from provenance.core.discovery import Discovery, Level, ManifestNode
 from provenance.core.errors import MalformedEvidenceError, ProvenanceError
 from provenance.core.oci import Registry
+from provenance.core.policy import cryptographically_valid
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, IdentityPolicy
 
@@ -90,7 +91,8 @@ def store_discovery(source: Source, repository: str, found: Discovery, results: 
 
 _ARTIFACT_FIELDS = ["media_type", "parent", "platform", "evidence_fingerprint", "status", "status_code",
                     "status_reason", "checked_at"]
-_EVIDENCE_FIELDS = ["digest", "format", "location", "covers_digest", "level", "predicate_type", "outcome", "identity",
+_EVIDENCE_FIELDS = ["digest", "format", "location", "covers_digest", "level", "predicate_type", "outcome", "valid",
+                    "identity",
                     "issuer", "key", "tlog", "integrated_time", "checks", "statement", "payload", "annotations",
                     "media_type", "verified_at"]
 
@@ -182,6 +184,7 @@ def _evidence_row(artifact_id: int, item: verify.Verified) -> Evidence:
         level=found.level,
         predicate_type=found.predicate_type[:300],
         outcome=str(result.outcome),
+        valid=cryptographically_valid(str(result.outcome), (str(c.stage) for c in result.checks if not c.ok)),
         identity=result.identity[:500],
         issuer=result.issuer[:500],
         key=result.key[:200],

@@ -104,6 +104,7 @@ __all__ = [
     "Verdict",
     "combine_index",
     "compile_glob",
+    "cryptographically_valid",
     "dump_policy",
     "image_names",
     "is_known_signer",
@@ -844,8 +845,7 @@ class EvidenceFacts:
     @property
     def is_cryptographically_valid(self) -> bool:
         """Valid signature by *someone*: verified, or failed only on who signed (identity checks)."""
-        return self.outcome == "verified" or (bool(self.failed_stages) and self.failed_stages <= {"identity"}
-                                              and self.outcome in {"untrusted", "error"})
+        return cryptographically_valid(self.outcome, self.failed_stages)
 
     @property
     def is_keyless(self) -> bool:
@@ -1449,6 +1449,12 @@ def combine_index(own: Verdict, platforms: Sequence[tuple[str, Verdict]]) -> Ver
     if worst is own.status:
         worst_reason, worst_code = own.reason, own.code
     return Verdict(worst, worst_code, worst_reason, own.policies, tuple(effective))
+
+
+def cryptographically_valid(outcome: str, failed_stages: Iterable[str]) -> bool:
+    """Whether a result is a valid signature by *someone*: verified, or failed only on who signed."""
+    failed = frozenset(failed_stages)
+    return outcome == "verified" or (bool(failed) and failed <= {"identity"} and outcome in {"untrusted", "error"})
 
 
 def is_known_signer(policies: Iterable[ClusterImagePolicy], evidence: EvidenceFacts) -> bool:

@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import operator
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q, Value
 from django.utils import timezone
 
 from provenance.accounts import services as audit
@@ -556,55 +558,55 @@ class SourceCoverage:
 def coverage() -> list[SourceCoverage]:
     """Per source, over its images (an index counts with its platforms' evidence): how many have a valid signature,
     SLSA provenance, a signed SBOM (and an unsigned one only), a signer no enabled policy knows, and are trusted.
-    """
-    policies = enabled_policies()
-    rows = load_facts(None)
-    trusted = set(ArtifactTrust.objects.filter(status=Status.TRUSTED).values_list("artifact_id", flat=True))
-    evidence: dict[int, list[core.EvidenceFacts]] = defaultdict(list)
-    for row in rows.values():
-        top = row.parent_id if row.parent_id in rows else row.pk
-        evidence[top].extend(row.facts.evidence)
-    totals: dict[int, Counter[str]] = defaultdict(Counter)
-    for row in rows.values():
-        if row.parent_id is not None and row.parent_id in rows:
-            continue
-        counts = totals[row.source_id]
-        counts["images"] += 1
-        valid = [e for e in evidence[row.pk] if e.is_cryptographically_valid]
-        counts["signed"] += any(e.kind == "signature" for e in valid)
-        counts["provenance"] += any(e.kind == "attestation" and e.predicate_type.startswith(
-            core.SLSA_PROVENANCE_PREFIX) for e in valid)
-        has_sbom = any(e.kind == "attestation" and e.predicate_type in core.SBOM_PREDICATE_TYPES for e in valid)
-        counts["sbom"] += has_sbom
-        counts["unsigned_sbom"] += not has_sbom and any(
-            e.outcome == "unsigned" and (e.kind == "sbom" or e.predicate_type in core.SBOM_PREDICATE_TYPES
-                                         or "sbom" in e.format) for e in evidence[row.pk])
-        counts["unknown_signers"] += any(e.is_keyless and not core.is_known_signer(policies, e) for e in valid)
-        counts["trusted"] += row.pk in trusted
+
+    Counted in the database (one aggregate query plus one for the signers), whatever the fleet's size."""
+    def having(condition: Q) -> Exists:
+        return Exists(Evidence.objects.filter(Q(artifact_id=OuterRef("pk")) | Q(artifact__parent_id=OuterRef("pk")),
+                                              condition))
+
+    sbom = Q(kind="attestation", predicate_type__in=list(core.SBOM_PREDICATE_TYPES))
+    signed_sbom = having(Q(valid=True) & sbom)
+    unknown = [Q(identity=identity, issuer=issuer) for identity, issuer, _ in _unknown_signer_pairs()]
+    counts = {
+        "images": Count("pk"),
+        "signed": Count("pk", filter=having(Q(valid=True, kind="signature"))),
+        "provenance": Count("pk", filter=having(Q(valid=True, kind="attestation",
+                                                  predicate_type__startswith=core.SLSA_PROVENANCE_PREFIX))),
+        "sbom": Count("pk", filter=signed_sbom),
+        "unsigned_sbom": Count("pk", filter=~signed_sbom & having(
+            Q(outcome="unsigned") & (Q(kind="sbom") | sbom | Q(format__contains="sbom")))),
+        "unknown_signers": Count("pk", filter=having(Q(valid=True) & functools.reduce(operator.or_, unknown)))
+        if unknown else Value(0),
+        "trusted": Count("pk", filter=Q(trust__status=Status.TRUSTED)),
+    }
+    totals = {row["source_id"]: row for row in Artifact.objects.filter(parent__isnull=True).order_by()
+              .values("source_id").annotate(**counts)}
     result = []
     for source in Source.objects.all():
-        c = totals.get(source.pk, Counter())
-        result.append(SourceCoverage(source, c["images"], c["signed"], c["provenance"], c["sbom"],
-                                     c["unsigned_sbom"], c["unknown_signers"], c["trusted"]))
+        c = totals.get(source.pk, {})
+        result.append(SourceCoverage(source, *(int(c.get(name) or 0) for name in counts)))
     return result
+
+
+def _unknown_signer_pairs(source: Source | None = None) -> list[tuple[str, str, int]]:
+    """(identity, issuer, artifacts) of valid keyless signatures no enabled policy's identities accept."""
+    policies = enabled_policies()
+    query = Evidence.objects.filter(valid=True).exclude(identity="", issuer="")
+    if source is not None:
+        query = query.filter(artifact__source=source)
+    pairs = query.order_by().values_list("identity", "issuer").annotate(n=Count("artifact_id", distinct=True))
+    unknown = []
+    for identity, issuer, n in pairs:
+        facts = core.EvidenceFacts(ref=0, kind="signature", outcome="verified", covers="", layer_digest="",
+                                   trust_root="", identity=identity, issuer=issuer)
+        if not core.is_known_signer(policies, facts):
+            unknown.append((identity, issuer, n))
+    return unknown
 
 
 def unknown_signers(source: Source | None = None, *, limit: int = 50) -> list[tuple[str, str, int]]:
     """The (identity, issuer, images) of valid keyless signers no enabled policy knows, most frequent first."""
-    policies = enabled_policies()
-    query = Evidence.objects.exclude(identity="")
-    if source is not None:
-        query = query.filter(artifact__source=source)
-    counter: Counter[tuple[str, str]] = Counter()
-    ids = list(query.values_list("artifact_id", flat=True).distinct())
-    rows = load_facts(ids)
-    for row in rows.values():
-        seen = set()
-        for e in row.facts.evidence:
-            if e.is_keyless and e.is_cryptographically_valid and not core.is_known_signer(policies, e):
-                seen.add((e.identity, e.issuer))
-        counter.update(seen)
-    return [(i, s, n) for (i, s), n in counter.most_common(limit)]
+    return sorted(_unknown_signer_pairs(source), key=lambda item: (-item[2], item[0], item[1]))[:limit]
 
 
 def recent_jobs(limit: int = 10) -> list[Reevaluation]:

@@ -41,7 +41,7 @@ def fill(source: Source, n: int, *, repository: str = "acme/bulk", start: int = 
     Tag.objects.bulk_create(Tag(artifact=a, name=f"v{i}") for i, a in enumerate(rows))
     Evidence.objects.bulk_create(
         Evidence(artifact=a, kind="signature", format="cosign-sig", location="x", digest=a.digest,
-                 evidence_key=a.digest[7:], covers_digest=a.digest, outcome="verified", identity=SIGNER,
+                 evidence_key=a.digest[7:], covers_digest=a.digest, outcome="verified", valid=True, identity=SIGNER,
                  issuer=ISSUER) for a in rows)
     ArtifactTrust.objects.bulk_create(ArtifactTrust(artifact=a, status="trusted") for a in rows)
     return rows
