@@ -142,15 +142,15 @@ def test_policy_judges_the_provenance_commit_in_the_stored_git_source(tmp_path: 
     client = Client()
     client.force_login(user_with_role("viewer"))
     commit = Commit.objects.get(source=source, sha=shas["good"])
-    page = client.get(f"/artifacts/{images['good'].digest}/").content.decode()
+    page = client.get(f"/artifacts/{images['good'].pk}/").content.decode()
     card = page.split('id="provenance"', 1)[1].split("</section>", 1)[0]
     assert f'href="/git/commits/{commit.pk}/"' in card and "in git source app" in card
     assert "✔ verified" in card and f"signed by {IDENTITY}" in card and "on refs/heads/main" in card
-    online = client.get(f"/artifacts/{images['online'].digest}/").content.decode()
+    online = client.get(f"/artifacts/{images['online'].pk}/").content.decode()
     assert "signature valid, log entry not checked" in online.split('id="provenance"', 1)[1]
-    missing = client.get(f"/artifacts/{images['missing'].digest}/").content.decode()
+    missing = client.get(f"/artifacts/{images['missing'].pk}/").content.decode()
     assert "not fetched in git source app" in missing and "/git/commits/" not in missing
-    elsewhere = client.get(f"/artifacts/{images['elsewhere'].digest}/").content.decode()
+    elsewhere = client.get(f"/artifacts/{images['elsewhere'].pk}/").content.decode()
     assert "source-commit" not in elsewhere.split('id="provenance"', 1)[1].split("</section>", 1)[0]
 
     # The same policy without the git source marking anything protected: could not check, never trusted.
