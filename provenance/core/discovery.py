@@ -213,6 +213,17 @@ def _unreadable(kind: Kind, fmt: Format, location: str, covers: Digest, level: L
                          problem=CheckResult(Stage.FORMAT, code, False, message[:1000], hint))
 
 
+def _limit(registry: Registry, name: str, default: int) -> int:
+    """A per-manifest limit of this work: set on a :class:`provenance.core.oci.Metered` registry, else the
+    module default."""
+    value = getattr(registry, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def _max_layers(registry: Registry) -> int:
+    return _limit(registry, "max_layers", MAX_SIGNATURE_LAYERS)
+
+
 def _string_map(value: object) -> dict[str, str] | None:
     if value is None:
         return {}
@@ -317,10 +328,11 @@ def _find_cosign_tag(registry: Registry, repository: str, digest: Digest, level:
                                            "malformed_manifest", f"{location} is not an image manifest with layers",
                                            manifest=manifest.digest))
         return result
-    if len(layers) > MAX_SIGNATURE_LAYERS:
+    max_layers = _max_layers(registry)
+    if len(layers) > max_layers:
         result.problems.append(_problem("too_many_layers", f"{location}: {len(layers)} layers, only the first "
-                                                           f"{MAX_SIGNATURE_LAYERS} were read"))
-    for descriptor in layers[:MAX_SIGNATURE_LAYERS]:
+                                                           f"{max_layers} were read (PROVENANCE_MAX_LAYERS)"))
+    for descriptor in layers[:max_layers]:
         result.evidence.append(_read_layer(registry, repository, descriptor, spec=spec, location=location,
                                            covers=digest, level=level, manifest=manifest.digest))
     return result
@@ -421,10 +433,12 @@ def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tu
         else:
             digests.extend(_descriptor_digests(entries, f"referrers index {location}", found))
     unique = list(dict.fromkeys(digests))
-    if len(unique) > MAX_REFERRERS:
-        found.problems.append(_problem("too_many_referrers", f"{repository}@{digest} has {len(unique)} referrers; "
-                                                             f"only the first {MAX_REFERRERS} were read"))
-    return unique[:MAX_REFERRERS], found
+    max_referrers = _limit(registry, "max_referrers", MAX_REFERRERS)
+    if len(unique) > max_referrers:
+        found.problems.append(_problem("too_many_referrers", f"{repository}@{digest} has more than {max_referrers} "
+                                                             f"referrers; only the first {max_referrers} were read "
+                                                             "(PROVENANCE_MAX_REFERRERS)"))
+    return unique[:max_referrers], found
 
 
 def _descriptor_digests(entries: Iterable[object], what: str, found: _Found) -> list[Digest]:
@@ -483,7 +497,7 @@ def _read_referrer(registry: Registry, repository: str, manifest_digest: Digest,
                                               manifest_digest, "malformed_bundle",
                                               f"{location}: Sigstore bundle manifest without a bundle layer",
                                               manifest=manifest_digest))
-        for descriptor in bundle_layers[:MAX_SIGNATURE_LAYERS]:
+        for descriptor in bundle_layers[:_max_layers(registry)]:
             found.evidence.append(_read_bundle(registry, repository, descriptor, annotations, location=location,
                                                covers=covers, level=level, manifest=manifest_digest))
         return found
@@ -494,7 +508,7 @@ def _read_referrer(registry: Registry, repository: str, manifest_digest: Digest,
                                               f"{location}: Notation signature without a signature layer",
                                               manifest=manifest_digest))
         spec = _TagKind("", Kind.SIGNATURE, Format.NOTATION, None, MAX_SIGNATURE_LAYER_BYTES)
-        for descriptor in layers[:MAX_SIGNATURE_LAYERS]:
+        for descriptor in layers[:_max_layers(registry)]:
             found.evidence.append(_read_layer(registry, repository, _with_annotations(descriptor, annotations),
                                               spec=spec, location=location, covers=covers, level=level,
                                               manifest=manifest_digest))
@@ -590,7 +604,7 @@ def _find_buildkit(registry: Registry, repository: str, index: Manifest, descrip
                                           manifest=descriptor.digest))
         return found
     spec = _TagKind("", Kind.ATTESTATION, Format.BUILDKIT, IN_TOTO_MEDIA_TYPE, MAX_ATTESTATION_BYTES)
-    for layer in layers[:MAX_SIGNATURE_LAYERS]:
+    for layer in layers[:_max_layers(registry)]:
         found.evidence.append(_read_layer(registry, repository, layer, spec=spec, location=location, covers=covers,
                                           level=Level.PLATFORM, manifest=manifest.digest))
     return found

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -43,7 +44,7 @@ from provenance.core.errors import (
     ProvenanceError,
     TransientError,
 )
-from provenance.core.oci import Registry, RegistryClient, signature_place
+from provenance.core.oci import Budget, ListingTruncatedError, Metered, Registry, RegistryClient, signature_place
 from provenance.core.ocilayout import OciLayout, extract_layout_tar
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
@@ -387,7 +388,20 @@ def _client(source: Source, host: str, *, with_credentials: bool) -> RegistryCli
         ca_certificates=source.ca_certificates or None,
         timeout=float(settings.PROVENANCE_HTTP_TIMEOUT),
         retries=getattr(settings, "PROVENANCE_HTTP_RETRIES", 3),
+        **registry_limits(),
     )
+
+
+def registry_limits() -> dict[str, Any]:
+    """The egress rules and listing budgets every registry client of the application gets, from settings."""
+    return {
+        "allow_private": settings.PROVENANCE_ALLOW_PRIVATE_REGISTRIES,
+        "redirect_hosts": tuple(settings.PROVENANCE_REDIRECT_HOSTS),
+        "max_tags": settings.PROVENANCE_MAX_TAGS,
+        "max_pages": settings.PROVENANCE_MAX_PAGES,
+        "max_referrers": settings.PROVENANCE_MAX_REFERRERS,
+        "max_request_seconds": float(settings.PROVENANCE_MAX_REQUEST_SECONDS),
+    }
 
 
 @contextmanager
@@ -465,6 +479,19 @@ class Listing:
     existing: dict[str, set[str]] = field(default_factory=dict)
     # Every tag (evidence tags too) per repository: lets discovery skip looking for tags that do not exist.
     listed: dict[str, frozenset[str]] = field(default_factory=dict)
+    # (reference, code, message) of limits the listing hit: what was listed is scanned, the reason is stored.
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _list_tags(registry: Registry, repository: str, problems: list[tuple[str, str, str]]) -> tuple[list[str], bool]:
+    """A repository's tags, and whether that is all of them: a listing cut off at a limit (PROVENANCE_MAX_TAGS,
+    PROVENANCE_MAX_PAGES) keeps what was read and records why."""
+    try:
+        return registry.list_tags(repository), True
+    except ListingTruncatedError as err:
+        setting = {"max_tags": "PROVENANCE_MAX_TAGS", "max_pages": "PROVENANCE_MAX_PAGES"}.get(err.limit, err.limit)
+        problems.append((f"tags of {repository}", "limit_exceeded", f"{err.message} ({setting})"))
+        return err.partial, False
 
 
 def _layout_repository(source: Source) -> str:
@@ -489,15 +516,20 @@ def list_targets(source: Source, access: Access, *, pool: ThreadPoolExecutor | N
         return Listing([Target(repository, t, t) for t in tags], {repository: set(tags)},
                        {repository: frozenset(everything)})
     _, repository = _split_repository(source.location)
-    everything = access.registry.list_tags(repository)
+    problems: list[tuple[str, str, str]] = []
+    everything, complete = _list_tags(access.registry, repository, problems)
     tags = [t for t in everything if not _EVIDENCE_TAG.match(t)]
     selected = [t for t in tags if fnmatch.fnmatchcase(t, source.tag_pattern)] if source.tag_pattern else tags
     if source.newest:
         selected = _newest(access.registry, repository, selected, source.newest, pool)
-    listed = {repository: frozenset(everything)}
+    # A cut-off listing proves neither that a tag is gone nor that an evidence tag is absent: neither is used.
+    listed = {repository: frozenset(everything)} if complete else {}
     if access.signature_repository and access.signature_registry is None:
-        listed[access.signature_repository] = frozenset(access.registry.list_tags(access.signature_repository))
-    return Listing([Target(repository, t, t) for t in sorted(selected)], {repository: set(tags)}, listed)
+        signature_tags, signature_complete = _list_tags(access.registry, access.signature_repository, problems)
+        if signature_complete:
+            listed[access.signature_repository] = frozenset(signature_tags)
+    return Listing([Target(repository, t, t) for t in sorted(selected)], {repository: set(tags)} if complete else {},
+                   listed, problems)
 
 
 def _newest(registry: Registry, repository: str, tags: list[str], count: int,
@@ -639,6 +671,11 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, in
     with open_access(source) as access, ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool:
         listing = list_targets(source, access, pool=pool)
         Scan.objects.filter(pk=scan_id).update(total=len(listing.targets))
+        if listing.problems:
+            noted = _Progress(scan, None)
+            for reference, code, message in listing.problems:
+                noted.problem(reference, code, message, is_error=True)
+            noted.flush()
         regone: list[int] = []
         for repository, existing in listing.existing.items():
             known = artifact_services.current_tags(source, repository)
@@ -649,6 +686,7 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, in
         chunks = [listing.targets[i:i + size] for i in range(0, len(listing.targets), size)]
         if len(chunks) <= 1:
             tracker = _Progress(scan, progress)
+            tracker.messages += [f"{ref}: {code}: {message}" for ref, code, message in listing.problems]
             _process(run, access, listing.targets, listing.listed, pool, tracker)
             tracker.flush()
             if tracker.transient and not tracker.succeeded and listing.targets:
@@ -756,11 +794,14 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
     groups = _resolve(access, targets, pool, tracker, source)
     futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
     stored = artifact_services.stored_trees(source, list(groups))
+    # Bytes fetched by this scan (by this chunk, of a large one): past the limit, the remaining images stop.
+    scan_budget = Budget(max_bytes=settings.PROVENANCE_MAX_SCAN_BYTES, what="scan",
+                         bytes_limit="PROVENANCE_MAX_SCAN_BYTES")
     for (repository, digest), group in groups.items():
         artifact, nodes = stored.get((repository, str(digest)), (None, []))
         future = pool.submit(_examine, access, repository, digest, nodes=nodes,
                              stored=artifact.evidence_fingerprint if artifact is not None else "", policy=run.policy,
-                             trust=run.trust, listed=listed)
+                             trust=run.trust, listed=listed, scan_budget=scan_budget)
         futures[future] = (repository, digest, group)
     tags: dict[str, dict[str, Digest]] = {}
     for future in as_completed(futures):
@@ -832,22 +873,35 @@ class _Trust:
     require_tlog: bool = True
 
 
+def _metered(registry: Registry, budget: Budget) -> Metered:
+    return Metered(registry, budget, max_layers=settings.PROVENANCE_MAX_LAYERS,
+                   max_referrers=settings.PROVENANCE_MAX_REFERRERS)
+
+
 def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tuple[Digest, str]], stored: str,
-             policy: str, trust: _Trust, listed: dict[str, frozenset[str]]) -> _Examined:
-    """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here)."""
+             policy: str, trust: _Trust, listed: dict[str, frozenset[str]],
+             scan_budget: Budget | None = None) -> _Examined:
+    """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here).
+
+    Everything fetched for the image spends its budget (PROVENANCE_MAX_IMAGE_BYTES, _SECONDS) and the scan's."""
+    budget = Budget(max_bytes=settings.PROVENANCE_MAX_IMAGE_BYTES, max_seconds=settings.PROVENANCE_MAX_IMAGE_SECONDS,
+                    bytes_limit="PROVENANCE_MAX_IMAGE_BYTES", seconds_limit="PROVENANCE_MAX_IMAGE_SECONDS",
+                    parent=scan_budget)
+    registry = _metered(access.registry, budget)
+    signature_registry = _metered(access.signature_registry, budget) if access.signature_registry else None
     if stored and nodes:
         current = _combined(
             core_discovery.evidence_fingerprint(
-                access.registry, repository, nodes, signature_repository=access.signature_repository,
-                signature_registry=access.signature_registry, listed_tags=listed,
+                registry, repository, nodes, signature_repository=access.signature_repository,
+                signature_registry=signature_registry, listed_tags=listed,
             ),
             policy,
         )
         if current == stored:
             return _Examined(digest, unchanged=True)
-    found = core_discovery.discover(access.registry, repository, digest,
+    found = core_discovery.discover(registry, repository, digest,
                                     signature_repository=access.signature_repository,
-                                    signature_registry=access.signature_registry, listed_tags=listed)
+                                    signature_registry=signature_registry, listed_tags=listed)
     results = artifact_services.verify_discovery(found, trust_root=trust.trust_root, identity=trust.identity,
                                                  public_keys=trust.public_keys, require_tlog=trust.require_tlog)
     fingerprint = _combined(found.fingerprint, policy) if found.fingerprint else ""
