@@ -384,7 +384,9 @@ def _parse_envelope(layer: SignedLayer, run: Run) -> Envelope | None:
     payload_type = doc.get("payloadType") if isinstance(doc, dict) else None
     raw_signatures = doc.get("signatures") if isinstance(doc, dict) else None
     payload = b64decode(doc.get("payload")) if isinstance(doc, dict) else None
-    signatures = [b64decode(s.get("sig")) if isinstance(s, dict) else None for s in raw_signatures or []]
+    if not isinstance(raw_signatures, list):
+        raw_signatures = []  # absent, or not a list: no signatures (reported below)
+    signatures = [b64decode(s.get("sig")) if isinstance(s, dict) else None for s in raw_signatures]
     if not isinstance(payload_type, str) or payload is None or not signatures or None in signatures:
         run.fail(
             Stage.FORMAT,
