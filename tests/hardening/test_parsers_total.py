@@ -25,7 +25,8 @@ from provenance.core.types import Digest, Format, Kind, Level, MediaType, Signed
 from provenance.core.verify import bundle, cosign, verify_evidence
 from tests.factories import make_sigstore
 
-PROPERTY = settings(max_examples=int(os.environ.get("PROVENANCE_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=int(os.environ.get("PROVENANCE_HYPOTHESIS_EXAMPLES", "150")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 DIGEST = Digest.of(b"image")
 HEX = "a" * 64
 
@@ -38,7 +39,8 @@ def _json(keys: list[str]) -> st.SearchStrategy[Any]:
         st.sampled_from([f"sha256:{HEX}", "sha256:xyz", MediaType.OCI_MANIFEST, MediaType.OCI_INDEX,
                          MediaType.DSSE_ENVELOPE, "application/vnd.in-toto+json", "https://in-toto.io/Statement/v1",
                          "https://slsa.dev/provenance/v1", "https://spdx.dev/Document", "SPDX-2.3", "CycloneDX",
-                         base64.b64encode(b'{"a":1}').decode(), "-----BEGIN CERTIFICATE-----\nAAAA\n", "2024-01-01T00:00:00Z",
+                         base64.b64encode(b'{"a":1}').decode(), "-----BEGIN CERTIFICATE-----\nAAAA\n",
+                         "2024-01-01T00:00:00Z",
                          "", "0", "-1", "1e999"]),
     )
     key = st.one_of(st.sampled_from(keys), st.text(max_size=10))
@@ -181,7 +183,7 @@ def test_statements_and_sboms_parse_without_raising(document: Any) -> None:
     if isinstance(document, bytes) or isinstance(document, dict):
         parsed = statements.parse_statement(document)
         assert isinstance(parsed.kind, str)
-        sbom, problems = statements.parse_sbom(document)
+        sbom, _ = statements.parse_sbom(document)
         assert sbom is None or isinstance(sbom.components, tuple)
     parsed = statements.parse_predicate("https://slsa.dev/provenance/v1", document)
     assert isinstance(parsed.problems, tuple)
