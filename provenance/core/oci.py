@@ -573,7 +573,14 @@ class RegistryClient:
             url += f"?n={int(page_size)}"
         what = f"tags of {repository}"
         tags: list[str] = []
-        for reply in self._pages(url, scope=_pull_scope(repository), what=what, headers={}):
+        pages = self._pages(url, scope=_pull_scope(repository), what=what, headers={})
+        while True:
+            try:
+                reply = next(pages)
+            except StopIteration:
+                break
+            except ListingTruncatedError as err:
+                raise ListingTruncatedError(err.message, limit=err.limit, partial=tags[: self.max_tags]) from err
             body = _load_registry_json(reply.body, what=f"{what} on {self.registry}")
             page = body.get("tags") or []  # distribution answers "tags": null for a repository without tags
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
@@ -1255,6 +1262,7 @@ class Metered:
             data = self._registry.get_blob(repository, digest, max_bytes=remaining if limited else max_bytes)
         except MalformedEvidenceError as err:
             if limited and err.code == "too_large":
+                self.budget.charge(remaining or 0)  # used up: the next fetch is refused before it is asked for
                 raise self.budget.exceeded() from err
             raise
         self.budget.charge(len(data))

@@ -487,11 +487,12 @@ def _list_tags(registry: Registry, repository: str, problems: list[tuple[str, st
     """A repository's tags, and whether that is all of them: a listing cut off at a limit (PROVENANCE_MAX_TAGS,
     PROVENANCE_MAX_PAGES) keeps what was read and records why."""
     try:
-        return registry.list_tags(repository), True
+        tags, complete = registry.list_tags(repository), True
     except ListingTruncatedError as err:
         setting = {"max_tags": "PROVENANCE_MAX_TAGS", "max_pages": "PROVENANCE_MAX_PAGES"}.get(err.limit, err.limit)
         problems.append((f"tags of {repository}", "limit_exceeded", f"{err.message} ({setting})"))
-        return err.partial, False
+        tags, complete = err.partial, False
+    return list(dict.fromkeys(tags)), complete  # a registry may repeat a tag; it is one target
 
 
 def _layout_repository(source: Source) -> str:
