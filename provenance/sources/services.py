@@ -131,6 +131,24 @@ def _signature_place(signature_repository: str, default_registry: str) -> tuple[
 
 
 
+def layout_location(location: str) -> Path:
+    """The resolved path of a layout (directory or tar) source, if it lies below one of PROVENANCE_LAYOUT_DIRS.
+
+    Symbolic links are followed before the check. Raises :class:`MalformedEvidenceError` (``layout_not_allowed``)
+    otherwise: a layout source reads files on this server, so only the directories an operator named may be read.
+    """
+    allowed = [Path(d).resolve() for d in getattr(settings, "PROVENANCE_LAYOUT_DIRS", []) if d]
+    path = Path(location)
+    if not allowed:
+        raise MalformedEvidenceError("OCI layout sources are not enabled on this server (PROVENANCE_LAYOUT_DIRS is "
+                                     "empty)", code="layout_not_allowed")
+    resolved = path.resolve() if path.is_absolute() else None
+    if resolved is None or not any(resolved == d or resolved.is_relative_to(d) for d in allowed):
+        raise MalformedEvidenceError("OCI layout sources must be absolute paths below the directories in "
+                                     "PROVENANCE_LAYOUT_DIRS", code="layout_not_allowed")
+    return resolved
+
+
 @transaction.atomic
 def create_source(
     *,
@@ -161,9 +179,11 @@ def create_source(
     elif kind == Source.Kind.REPOSITORY:
         _split_repository(location)
     elif kind == Source.Kind.LAYOUT:
+        layout_location(location)  # before looking: whether a path exists elsewhere is not for API users to learn
         if not (Path(location) / "index.json").is_file():
             raise MalformedEvidenceError(f"{location!r} is not an OCI image layout (no index.json)", code="bad_layout")
     elif kind == Source.Kind.LAYOUT_TAR:
+        layout_location(location)
         if not Path(location).is_file() or not tarfile.is_tarfile(location):
             raise MalformedEvidenceError(f"{location!r} is not a tar file", code="bad_layout")
     else:
@@ -409,6 +429,8 @@ def open_access(source: Source) -> Iterator[Access]:
     """Open a source for reading: registry clients, an OCI layout, or a layout tar extracted to a temporary
     directory (removed afterwards). Raises :class:`ProvenanceError` subclasses."""
     access: Access
+    if source.kind in {Source.Kind.LAYOUT, Source.Kind.LAYOUT_TAR}:
+        layout_location(source.location)  # again: the setting may have changed since the source was made
     if source.kind == Source.Kind.LAYOUT:
         access = Access(OciLayout(Path(source.location)))
     elif source.kind == Source.Kind.LAYOUT_TAR:
@@ -446,7 +468,7 @@ def _scratch_dir() -> Path:
 def open_registry(source: Source) -> Registry:
     """Return the read-side client for a registry or layout-directory source (the caller closes it)."""
     if source.kind == Source.Kind.LAYOUT:
-        return OciLayout(Path(source.location))
+        return OciLayout(layout_location(source.location))
     return _client(source, source.registry_host, with_credentials=True)
 
 
