@@ -88,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "provenance.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -179,7 +180,23 @@ SESSION_COOKIE_SECURE = env_bool("PROVENANCE_SECURE_COOKIES", not (DEBUG or DEMO
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("PROVENANCE_BEHIND_PROXY") else None
+BEHIND_PROXY = env_bool("PROVENANCE_BEHIND_PROXY")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+# Web hardening. CSP: see provenance/security.py. HSTS is sent on HTTPS requests only (behind a proxy: those it
+# marks X-Forwarded-Proto: https), for a year when cookies are Secure; the host's subdomains included.
+PROVENANCE_CSP = os.environ.get("PROVENANCE_CSP") or (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PROVENANCE_CSP_DOCS = PROVENANCE_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")  # Swagger UI
+SECURE_HSTS_SECONDS = env_int("PROVENANCE_HSTS_SECONDS", 31_536_000 if SESSION_COOKIE_SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PROVENANCE_HSTS_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("PROVENANCE_HSTS_PRELOAD", True)
+SECURE_REFERRER_POLICY = "same-origin"
+# Redirect HTTP to HTTPS here only when this process can tell them apart (behind a proxy that says so); without
+# PROVENANCE_BEHIND_PROXY, TLS and its redirect are the front proxy's, and a redirect here would loop.
+SECURE_SSL_REDIRECT = env_bool("PROVENANCE_SSL_REDIRECT", SESSION_COOKIE_SECURE and BEHIND_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container health check speaks plain HTTP on loopback
+SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT or not SESSION_COOKIE_SECURE else ["security.W008"]
 
 # Celery: a filesystem broker needs no server; CELERY_BROKER_URL switches to Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
