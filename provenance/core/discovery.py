@@ -32,6 +32,7 @@ from typing import Any
 
 from provenance.core.errors import (
     AccessError,
+    AuthenticationError,
     MalformedEvidenceError,
     NotFoundError,
     ProvenanceError,
@@ -198,7 +199,12 @@ class _Found:
 
 
 def _must_raise(err: ProvenanceError) -> bool:
-    """Errors that mean "could not look", which must never turn into "found nothing"."""
+    """Errors that mean "could not look at all" (retry later, or the source is unusable: TLS, egress), which
+    must never turn into "found nothing". A refusal (401/403) of one place, when the image itself was readable,
+    is recorded there as evidence that could not be checked: never "absent", never a reason to keep an old
+    verdict (the image's own manifest is fetched first, so revoked credentials still fail the scan)."""
+    if isinstance(err, AuthenticationError):
+        return False
     return isinstance(err, TransientError | AccessError)
 
 
@@ -390,7 +396,15 @@ def find_cosign_evidence(
 # OCI referrers
 
 
-def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tuple[list[Digest], _Found]:
+def _refused(found: _Found, err: ProvenanceError, location: str, covers: Digest, level: Level) -> None:
+    """A referrers place the registry refused to show: it may hold signatures, so the image is not unsigned."""
+    if isinstance(err, AuthenticationError):
+        found.evidence.append(_unreadable(Kind.SIGNATURE, Format.REFERRER, location, covers, level, Digest.of(b""),
+                                          err.code, f"{location}: {err.message}"))
+
+
+def _referrer_digests(registry: Registry, repository: str, digest: Digest,
+                      level: Level = Level.IMAGE) -> tuple[list[Digest], _Found]:
     """The manifest digests of ``digest``'s referrers: from the API when the registry has one, and the tag."""
     found = _Found()
     digests: list[Digest] = []
@@ -404,6 +418,7 @@ def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tu
                 raise
             found.state[key] = f"error:{err.code}"
             found.problems.append(_problem(err.code, f"referrers of {repository}@{digest}: {err.message}"))
+            _refused(found, err, f"referrers API of {repository}@{digest}", digest, level)
             listed = None
         else:
             if listed is None:
@@ -425,6 +440,7 @@ def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tu
             raise
         found.state[key] = f"error:{err.code}"
         found.problems.append(_problem(err.code, f"referrers index {location}: {err.message}"))
+        _refused(found, err, location, digest, level)
     else:
         found.state[key] = str(index.digest)
         entries = index.json.get("manifests")
@@ -463,7 +479,7 @@ def find_referrers(registry: Registry, repository: str, digest: Digest, *, level
 
 
 def _find_referrers(registry: Registry, repository: str, digest: Digest, level: Level) -> _Found:
-    digests, found = _referrer_digests(registry, repository, digest)
+    digests, found = _referrer_digests(registry, repository, digest, level)
     for manifest_digest in digests:
         found.extend(_read_referrer(registry, repository, manifest_digest, covers=digest, level=level))
     return found

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 _EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")
 MAX_PROBLEMS = 500
 MAX_CHUNK_ATTEMPTS = 3
+MAX_PENDING_RESENDS = 4  # timeouts a scan may stay pending (sent again after each) before it is failed
 _FLUSH_SECONDS = 0.5  # how often a running scan's counters reach its row
 MAX_NEWEST = 10_000
 
@@ -332,7 +333,33 @@ def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
                                           scan__state=Scan.State.RUNNING):
         scan_chunk.delay(chunk.pk)  # claim_chunk makes a duplicate message harmless
         touched.add(chunk.scan_id)
-    return swept + len(touched)
+    return swept + len(touched) + _sweep_pending_scans()
+
+
+def _sweep_pending_scans() -> int:
+    """Scans no worker picked up (a broker that lost its queue, e.g. Redis restarted without persistence).
+
+    A scan pending longer than PROVENANCE_PENDING_SCAN_TIMEOUT is sent again (claim_scan makes a duplicate
+    harmless); one still pending after MAX_PENDING_RESENDS timeouts is failed as ``never_started``, so that it no
+    longer blocks its source's scheduled re-scans (which then start a new one, after the usual interval).
+    """
+    from provenance.sources.tasks import scan_source
+
+    limit = timedelta(seconds=getattr(settings, "PROVENANCE_PENDING_SCAN_TIMEOUT", 900))
+    now = timezone.now()
+    touched = 0
+    for scan_id, created_at in Scan.objects.filter(state=Scan.State.PENDING, created_at__lt=now - limit
+                                                   ).values_list("pk", "created_at"):
+        if created_at < now - limit * MAX_PENDING_RESENDS:
+            minutes = int((now - created_at).total_seconds() // 60)
+            touched += Scan.objects.filter(pk=scan_id, state=Scan.State.PENDING).update(
+                state=Scan.State.FAILED, error_code="never_started", finished_at=now,
+                error=f"no worker started this scan in {minutes} minutes although it was sent again; was the "
+                      "broker's queue lost (see README: Redis persistence)? The next scheduled scan starts anew")
+        else:
+            scan_source.delay(scan_id)
+            touched += 1
+    return touched
 
 
 def fail_chunk(chunk_id: int, err: ProvenanceError) -> None:
