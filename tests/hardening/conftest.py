@@ -45,6 +45,12 @@ def measured() -> Iterator[Measure]:
         tracemalloc.stop()
 
 
+def report(attack: str, limit: str, cost: Measure, stored: str) -> None:
+    """One row of the closing table (``pytest -s tests/hardening | grep HARDENING``)."""
+    mib = cost.peak_bytes / (1024 * 1024)
+    print(f"HARDENING | {attack} | {limit} | {cost.seconds:.2f} s | {mib:.1f} MiB | {stored}")
+
+
 @dataclass
 class Hostile:
     """Serves one repository ``app`` from a scripted server: images, blobs, cosign tags."""

@@ -15,15 +15,11 @@ import pytest
 from provenance.core.errors import LimitExceededError
 from provenance.core.types import Digest, MediaType, SignedLayer
 from provenance.sources.models import Scan
-from tests.hardening.conftest import JSON, Hostile, Measure, measured, problem_codes, scan
+from tests.hardening.conftest import JSON, Hostile, measured, problem_codes, report, scan
 from tests.plugins.registry import Scripted
 
 pytestmark = pytest.mark.django_db
 MiB = 1024 * 1024
-
-
-def report(attack: str, limit: str, cost: Measure, stored: str) -> None:
-    print(f"HARDENING | {attack} | {limit} | {cost.seconds:.2f} s | {cost.peak_bytes / MiB:.1f} MiB | {stored}")
 
 
 def _signed(hostile: Hostile, tag: str = "v1") -> Digest:

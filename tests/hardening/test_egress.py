@@ -9,7 +9,7 @@ from provenance.core.errors import EgressRefusedError, NotFoundError, RegistryEr
 from provenance.core.oci import RegistryClient, is_public_address
 from provenance.core.types import Digest
 from provenance.sources.models import Scan
-from tests.hardening.conftest import Hostile, problem_codes, scan
+from tests.hardening.conftest import Hostile, measured, problem_codes, report, scan
 from tests.plugins.registry import Scripted, ScriptedServer
 
 SECRET = b"<html>internal admin console: root password hunter2</html>"
@@ -130,7 +130,10 @@ def test_private_registries_are_refused_by_the_setting(hostile: Hostile, setting
     settings.PROVENANCE_ALLOW_PRIVATE_REGISTRIES = False
     hostile.image("v1")
     hostile.list_tags()
-    row = scan(hostile.source())
+    with measured() as cost:
+        row = scan(hostile.source())
+    report("registry on a loopback address, private registries not allowed", "egress rules", cost,
+           "scan failed egress_refused; no connection made")
     assert (row.state, row.error_code) == (Scan.State.FAILED, "egress_refused")
     assert hostile.server.requests == []
 
@@ -142,8 +145,11 @@ def test_a_blob_redirect_elsewhere_makes_that_evidence_unchecked_not_verified(ho
     hostile.server.routes[("GET", f"/v2/app/blobs/{Digest.of(good.payload)}")] = [
         Scripted(307, b"", {"Location": f"{elsewhere.url}/latest/meta-data/"})]
     hostile.list_tags()
-    row = scan(hostile.source())
+    with measured() as cost:
+        row = scan(hostile.source())
     artifact = row.source.artifacts.get(digest=str(digest))
     assert artifact.status == "error" and artifact.status_code == "redirect_refused"
     assert elsewhere.requests == []
+    report("blob redirect to another host:port (SSRF)", "redirect hosts", cost,
+           "signature stored as error redirect_refused; the other host got no request")
     assert problem_codes(row) == {}  # the evidence is stored as unchecked; nothing else went wrong
