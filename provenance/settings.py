@@ -282,6 +282,9 @@ PROVENANCE_MAX_IMAGE_BYTES = env_limit("PROVENANCE_MAX_IMAGE_BYTES", 128 * 1024*
 PROVENANCE_MAX_SCAN_BYTES = env_limit("PROVENANCE_MAX_SCAN_BYTES", 8 * 1024**3)  # per scan (per chunk when split)
 PROVENANCE_MAX_IMAGE_SECONDS = env_limit("PROVENANCE_MAX_IMAGE_SECONDS", 180)  # wall time for one image
 PROVENANCE_MAX_REQUEST_SECONDS = env_limit("PROVENANCE_MAX_REQUEST_SECONDS", 60)  # one answer, however trickled
+# Wall time of one scan task (a small scan, or one chunk of a large one): the images not reached by then are
+# stopped with a stored reason, so that the task ends before its time limit instead of being killed and swept.
+PROVENANCE_MAX_SCAN_SECONDS = env_limit("PROVENANCE_MAX_SCAN_SECONDS", max(60, CELERY_TASK_SOFT_TIME_LIMIT - 120))
 # OCI-layout sources only below these directories (none in production unless set; the demo's in demo/debug).
 PROVENANCE_LAYOUT_DIRS = env_list("PROVENANCE_LAYOUT_DIRS", (
     [str(DATA_DIR / "demo")] if DEBUG or DEMO else []) + ([str(DATA_DIR), tempfile.gettempdir()] if TESTING else []))

@@ -844,9 +844,12 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
     groups = _resolve(access, targets, pool, tracker, source)
     futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
     stored = artifact_services.stored_trees(source, list(groups))
-    # Bytes fetched by this scan (by this chunk, of a large one): past the limit, the remaining images stop.
+    # Bytes fetched and time spent by this scan (by this chunk, of a large one): past either, the images not yet
+    # done stop with the reason, and the task ends before its time limit would kill it.
     scan_budget = Budget(max_bytes=settings.PROVENANCE_MAX_SCAN_BYTES, what="scan",
-                         bytes_limit="PROVENANCE_MAX_SCAN_BYTES")
+                         bytes_limit="PROVENANCE_MAX_SCAN_BYTES",
+                         max_seconds=float(settings.PROVENANCE_MAX_SCAN_SECONDS),
+                         seconds_limit="PROVENANCE_MAX_SCAN_SECONDS")
     for (repository, digest), group in groups.items():
         artifact, nodes = stored.get((repository, str(digest)), (None, []))
         future = pool.submit(_examine, access, repository, digest, nodes=nodes,

@@ -246,3 +246,24 @@ def test_the_image_time_budget_stops_an_image(hostile: Hostile, settings) -> Non
     assert cost.seconds < 4
     report("ten slow SBOM blobs (0.4 s each)", "PROVENANCE_MAX_IMAGE_SECONDS=1", cost,
            f"{cut.count()} SBOMs stored as error limit_exceeded; signature verified")
+
+
+def test_the_scan_time_budget_ends_the_task_before_its_time_limit(hostile: Hostile, settings) -> None:
+    settings.PROVENANCE_MAX_SCAN_SECONDS = 2
+    settings.PROVENANCE_SCAN_CONCURRENCY = 1
+    first = _signed(hostile, "a")
+    for tag in ("b", "c", "d"):
+        _, digest = hostile.image(tag)
+        hostile.server.routes[("GET", f"/v2/app/manifests/{digest}")] = [  # each image is slow to answer
+            Scripted(200, hostile.server.routes[("GET", f"/v2/app/manifests/{digest}")][0].body,
+                     {"Content-Type": MediaType.OCI_MANIFEST}, delay=1.0)]
+    hostile.list_tags()
+    with measured() as cost:
+        row = scan(hostile.source())
+    assert row.state == Scan.State.DONE and row.error_code == "partial"
+    stopped = [p for p in row.problems if p["code"] == "limit_exceeded"]
+    assert stopped and all("PROVENANCE_MAX_SCAN_SECONDS" in p["message"] for p in stopped)
+    assert _verified(row, first)
+    assert cost.seconds < 8
+    report("four images, three of them slow (1 s a manifest)", "PROVENANCE_MAX_SCAN_SECONDS=2", cost,
+           f"{len(stopped)} images stopped with limit_exceeded; scan done (partial), first verified")
