@@ -71,7 +71,7 @@ class Storage:
 
 
 def seed(storage: Storage, images: int, signed: int) -> None:
-    from provenance.core.testsigstore import in_toto_statement
+    from provenance.core.testsigstore import IN_TOTO_STATEMENT_V01, in_toto_statement
     from provenance.core.types import MediaType
 
     sigstore = _sigstore()
@@ -99,7 +99,8 @@ def seed(storage: Storage, images: int, signed: int) -> None:
             statements = [("https://slsa.dev/provenance/v1", {"buildDefinition": {"buildType": "https://x.test/b"}}),
                           ("https://spdx.dev/Document", {"spdxVersion": "SPDX-2.3", "packages": []})]
             attach(digest, ".att", [sigstore.cosign_attestation_layer(
-                in_toto_statement(REPOSITORY, digest[7:], kind, predicate), identity=IDENTITY, issuer=ISSUER,
+                in_toto_statement(REPOSITORY, digest[7:], kind, predicate, statement_type=IN_TOTO_STATEMENT_V01),
+                identity=IDENTITY, issuer=ISSUER,
                 predicate_type=kind) for kind, predicate in statements])
 
 
@@ -171,6 +172,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="pool size of each worker process")
     parser.add_argument("--chunk", type=int, default=200, help="PROVENANCE_SCAN_CHUNK")
+    parser.add_argument("--cosign", type=int, default=40,
+                        help="signed images also verified by a loop of cosign verify + verify-attestation (0: none)")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     broker = os.environ.get("CELERY_BROKER_URL", "")
@@ -260,19 +263,71 @@ spec:
         while not Scan.objects.get(pk=scan.pk).is_finished:
             time.sleep(0.2)
         wall = time.perf_counter() - started
-        time.sleep(0.5)  # the last task's count is written after it returns
+        time.sleep(2)  # the last task's count is written after it returns
         scan.refresh_from_db()
         statements = _sql(workdir) - before
         chunks = ScanChunk.objects.filter(scan=scan).count()
+        if label == "scan":
+            global _scan_rate
+            _scan_rate = scan.total / wall
         print(f"{label:<10} {scan.total:>7} {wall:>8.1f} {scan.total / wall:>9.1f} "
               f"{statements / max(1, scan.total):>10.1f} {chunks:>7} {scan.state:>6}"
               + f"  errors={scan.errors} fetched={scan.fetched} unchanged={scan.unchanged}")
     pids = [w.pid for w in workers]
     print(f"\nworker peak RSS (largest process): {peak_rss_mb(pids):.0f} MB")
+    sample = min(args.cosign, args.signed)
+    cosign = shutil.which("cosign")
+    if sample and cosign is None:
+        print("cosign not on PATH: the cosign loop is left out")
+    elif sample:
+        print(f"\ncosign verify + verify-attestation (slsaprovenance1) on {sample} of the same signed images:")
+        first = _scan_rate
+        for parallel in (1, 2):
+            rate = cosign_loop(cosign, host, workdir, sample, parallel)
+            print(f"  {parallel} at a time: {rate:.2f} images/s; the pipeline's full scan: {first:.1f} images/s "
+                  f"({first / rate:.1f}x)")
     if os.environ.get("PROVENANCE_BENCH_SQL_SHAPES"):
         for path in workdir.glob("sql-shapes-*.json"):
             for shape, count in json.loads(path.read_text())[:25]:
                 print(f"{count:>9}  {shape}")
+
+
+_scan_rate = 0.0
+
+
+def cosign_loop(cosign: str, host: str, workdir: Path, count: int, parallel: int) -> float:
+    """Images/s of `cosign verify` then `cosign verify-attestation` per image, ``parallel`` images at a time,
+    offline against the test Sigstore's CA, log and CT keys (as users would with a private Sigstore)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    sigstore = _sigstore()
+    trust = workdir / "cosign-trust"
+    trust.mkdir(exist_ok=True)
+    intermediate, root = x509.load_pem_x509_certificates(sigstore.chain_pem)
+    (trust / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (trust / "intermediate.pem").write_bytes(intermediate.public_bytes(serialization.Encoding.PEM))
+    (trust / "rekor.pub").write_bytes(sigstore.rekor_public_key_pem)
+    (trust / "ctlog.pub").write_bytes(sigstore.ct_public_key_pem)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("COSIGN_")}, "HOME": str(trust),
+           "SIGSTORE_REKOR_PUBLIC_KEY": str(trust / "rekor.pub"),
+           "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE": str(trust / "ctlog.pub")}
+    flags = ["--offline", "--allow-insecure-registry", "--ca-roots", str(trust / "root.pem"), "--ca-intermediates",
+             str(trust / "intermediate.pem"), "--certificate-oidc-issuer", ISSUER, "--certificate-identity", IDENTITY]
+
+    def verify(number: int) -> None:
+        image = f"{host}/{REPOSITORY}:img-{number:05d}"
+        for command in (["verify"], ["verify-attestation", "--type", "slsaprovenance1"]):
+            done = subprocess.run([cosign, *command, *flags, image], env=env, capture_output=True, timeout=120)
+            if done.returncode != 0:
+                raise SystemExit(f"cosign {command[0]} failed on {image}: {done.stderr.decode()[-800:]}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(verify, range(count)))
+    return count / (time.perf_counter() - started)
 
 
 def _sql(workdir: Path) -> int:

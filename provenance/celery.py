@@ -27,17 +27,16 @@ if os.environ.get("PROVENANCE_SQL_COUNT_DIR"):
     def _count(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         _counted[0] += 1
         _shapes[re.sub(r"\d+", "N", sql[:90])] += 1
+        if _counted[0] % 100 == 0:  # also while a long task runs: a reader is at most 100 behind
+            Path(os.environ["PROVENANCE_SQL_COUNT_DIR"], str(os.getpid())).write_text(str(_counted[0]))
         return execute(sql, params, many, context)
 
     def _install_counter(**kwargs: object) -> None:
-        from django.db.backends.signals import connection_created
+        from django.db import connections
 
-        def add(sender: object, connection: object, **kw: object) -> None:
-            wrappers = connection.execute_wrappers  # type: ignore[attr-defined]
-            if _count not in wrappers:  # the wrapper object outlives reconnections: count each statement once
-                wrappers.append(_count)
-
-        connection_created.connect(add, weak=False)
+        for connection in connections.all():  # the wrapper list outlives reconnections: install once
+            if _count not in connection.execute_wrappers:
+                connection.execute_wrappers.append(_count)
 
     def _write_count(**kwargs: object) -> None:
         folder = Path(os.environ["PROVENANCE_SQL_COUNT_DIR"])

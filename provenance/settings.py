@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "provenance.artifacts",
     "provenance.policies",
     "provenance.gitsources",
+    "provenance.monitor",
+    "provenance.compliance",
     "provenance.api",
 ]
 
@@ -232,6 +234,9 @@ CELERY_BEAT_SCHEDULE = {
     "reevaluate-trust": {"task": "provenance.policies.tasks.scheduled_reevaluation", "schedule": 86400.0},
     "sweep-stuck-reevaluations": {"task": "provenance.policies.tasks.sweep_stuck_reevaluations", "schedule": 900.0},
     "rescan-sources": {"task": "provenance.sources.tasks.rescan_sources", "schedule": 300.0},
+    "monitor-follow-logs": {"task": "provenance.monitor.tasks.follow_logs", "schedule": 60.0},
+    "monitor-send-deliveries": {"task": "provenance.monitor.tasks.send_deliveries", "schedule": 60.0},
+    "monitor-trust-roots": {"task": "provenance.monitor.tasks.check_trust_roots", "schedule": 86400.0},
 }
 
 # Sigstore: refresh the public-good and staging trust roots over TUF (fails safe offline: the stored root stays).
@@ -240,7 +245,23 @@ PROVENANCE_SIGSTORE_TUF = env_bool("PROVENANCE_SIGSTORE_TUF", True)
 # Registry access
 PROVENANCE_HTTP_TIMEOUT = env_int("PROVENANCE_HTTP_TIMEOUT", 15)
 PROVENANCE_HTTP_RETRIES = env_int("PROVENANCE_HTTP_RETRIES", 3)
-PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 4)  # images looked at at once, per scan
+PROVENANCE_SCAN_CONCURRENCY = env_int("PROVENANCE_SCAN_CONCURRENCY", 8)  # images looked at at once, per scan task
+# Monitoring: how long an unknown signature by a watched identity waits for a scan before it alerts (seconds), how
+# long a log reader holds its claim (seconds), how early a trust root's expiry is announced (days).
+PROVENANCE_MONITOR_GRACE = env_int("PROVENANCE_MONITOR_GRACE", 1800)
+PROVENANCE_MONITOR_CLAIM_SECONDS = env_int("PROVENANCE_MONITOR_CLAIM_SECONDS", 120)
+PROVENANCE_MONITOR_EXPIRY_DAYS = env_int("PROVENANCE_MONITOR_EXPIRY_DAYS", 30)
+# Alert e-mail: Django's mail settings from the environment (console output when no host is set).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if os.environ.get("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "provenance@localhost")
+
 # Git sources: the time (seconds) and size (bytes) one fetch may take.
 PROVENANCE_GIT_TIMEOUT = env_int("PROVENANCE_GIT_TIMEOUT", 300)
 PROVENANCE_GIT_MAX_BYTES = env_int("PROVENANCE_GIT_MAX_BYTES", 2 * 1024**3)

@@ -21,4 +21,6 @@ urlpatterns = [
     path("", include("provenance.trust.urls")),
     path("", include("provenance.policies.urls")),
     path("", include("provenance.gitsources.urls")),
+    path("", include("provenance.monitor.urls")),
+    path("", include("provenance.compliance.urls")),
 ]

@@ -18,6 +18,7 @@ from provenance.accounts.decorators import role_required
 from provenance.accounts.forms import RoleForm, TokenForm
 from provenance.accounts.models import ApiToken, AuditEvent
 from provenance.accounts.roles import Role, has_role, role_of
+from provenance.core.exports import safe_cell
 
 AUDIT_PAGE = 200
 
@@ -108,9 +109,3 @@ def _csv_rows(events: Iterator[AuditEvent]) -> Iterator[str]:
         yield writer.writerow([safe_cell(v) for v in (event.at.isoformat(), event.actor_name, event.action,
                                                       event.object_type, event.object_id, event.object_repr,
                                                       event.detail, event.ip or "")])
-
-
-def safe_cell(value: object) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (a leading = + - @ tab or CR is quoted with ')."""
-    text = str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

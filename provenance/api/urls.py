@@ -6,7 +6,9 @@ from provenance.accounts.decorators import role_required
 from provenance.accounts.permissions import ViewerReads
 from provenance.accounts.roles import Role
 from provenance.api import gate_views, views
+from provenance.compliance import api as compliance
 from provenance.gitsources import api as gitsources_api
+from provenance.monitor import api as monitor_api
 
 
 class _Root(APIRootView):
@@ -44,10 +46,20 @@ router.register("tokens", views.ApiTokenViewSet)
 router.register("audit", views.AuditEventViewSet)
 router.register("git-sources", gitsources_api.GitSourceViewSet)
 router.register("git-commits", gitsources_api.CommitViewSet)
+router.register("monitor/events", monitor_api.EventViewSet)
+router.register("monitor/logs", monitor_api.MonitoredLogViewSet)
+router.register("monitor/identities", monitor_api.WatchedIdentityViewSet)
+router.register("monitor/rules", monitor_api.AlertRuleViewSet)
+router.register("monitor/deliveries", monitor_api.DeliveryViewSet)
 
 urlpatterns = [
     path("v1/check/", gate_views.CheckView.as_view(), name="api-check"),
     path("v1/admission/", gate_views.AdmissionView.as_view(), name="api-admission"),
+    path("v1/compliance/export/", compliance.ExportView.as_view(), name="api-compliance-export"),
+    path("v1/compliance/pack/", compliance.PackView.as_view(), name="api-compliance-pack"),
+    path("v1/compliance/report/", compliance.ReportView.as_view(), name="api-compliance-report"),
+    path("v1/compliance/signing-key/", compliance.SigningKeyView.as_view(), name="api-compliance-signing-key"),
+    path("v1/artifacts/<str:digest>/vsa/", compliance.ArtifactVsaView.as_view(), name="api-artifact-vsa"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[ViewerReads]), name="api-schema"),
     # A page for people (anonymous: to the login page): Swagger UI from drf-spectacular-sidecar's vendored

@@ -8,6 +8,7 @@ Every string returned is plain text bounded in length: templates auto-escape it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from django.urls import reverse
 
 from provenance.artifacts.models import Artifact, Evidence
 from provenance.core import statements
+from provenance.core.policy import CommitFacts
 from provenance.core.statements import ParsedStatement, Provenance, Sbom
 
 MAX_NODE_TEXT = 90  # a fact in a graph node
@@ -28,6 +30,7 @@ MAX_PARAMETERS_SHOWN = 25
 MAX_PROBLEMS_SHOWN = 10
 MAX_EVIDENCE_NODES = 20  # per artifact in the graph; more become one "n more" node
 MAX_PLATFORM_NODES = 16
+_COMMIT_ID = re.compile(r"^[0-9a-fA-F]{40}$")
 
 # Outcome (of one piece of evidence) or status (of an artifact) -> colour of its node and incoming edge.
 _TONES = {
@@ -317,6 +320,7 @@ class ProvenanceView:
     material_count: int
     parameters: tuple[tuple[str, str], ...]
     problems: tuple[str, ...]
+    commits: tuple[CommitFacts, ...] = ()  # the source commit in each git source mirroring the repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +368,16 @@ def _provenance_view(e: Evidence, reading: Reading, p: Provenance) -> Provenance
     )
     parameters = tuple((f(k), f(v)) for k, v in list(p.parameters.items())[:MAX_PARAMETERS_SHOWN])
     return ProvenanceView(e, reading.is_verified, reading.basis, p, tuple((k, v) for k, v in fields if v),
-                          materials, len(p.materials), parameters, reading.problems)
+                          materials, len(p.materials), parameters, reading.problems, _source_commits(p))
+
+
+def _source_commits(p: Provenance) -> tuple[CommitFacts, ...]:
+    """The provenance's source commit as the git sources hold it: image -> provenance -> repository -> commit."""
+    if not p.source_repository or not _COMMIT_ID.match(p.source_commit):
+        return ()
+    from provenance.gitsources import services as git_services
+
+    return git_services.commit_facts(p.source_repository, p.source_commit) or ()
 
 
 def _sbom_view(e: Evidence, reading: Reading, s: Sbom) -> SbomView:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -70,36 +71,79 @@ def verify_discovery(
 
 
 @transaction.atomic
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One image's discovery and verification results, to store."""
+
+    repository: str
+    discovery: Discovery
+    results: list[verify.Verified]
+    fingerprint: str = ""
+
+
 def store_discovery(source: Source, repository: str, found: Discovery, results: list[verify.Verified], *,
                     fingerprint: str = "") -> Artifact:
     """Store the artifacts (index and platforms), their evidence and verdicts; idempotent per digest."""
-    root = _store_node(source, repository, found.root, None, results, found, fingerprint)
-    for child in found.root.children:
-        _store_node(source, repository, child, root, results, found, fingerprint)
-    return root
+    [root_id] = store_discoveries(source, [Found(repository, found, results, fingerprint)])
+    return Artifact.objects.get(pk=root_id)
 
 
-def _store_node(source: Source, repository: str, node: ManifestNode, parent: Artifact | None,
-                results: list[verify.Verified], found: Discovery, fingerprint: str) -> Artifact:
-    artifact, _ = Artifact.objects.update_or_create(
-        source=source,
-        repository=repository,
-        digest=str(node.digest),
-        defaults={"media_type": node.media_type, "parent": parent, "platform": node.platform,
-                  # Only the root's fingerprint covers the whole tree; children are re-checked through it.
-                  "evidence_fingerprint": fingerprint if parent is None else ""},
-    )
-    mine = [v for v in results if v.evidence.covers == node.digest]
-    kept = [store_evidence(artifact, item).pk for item in mine]
+_ARTIFACT_FIELDS = ["media_type", "parent", "platform", "evidence_fingerprint", "status", "status_code",
+                    "status_reason", "checked_at"]
+_EVIDENCE_FIELDS = ["digest", "format", "location", "covers_digest", "level", "predicate_type", "outcome", "identity",
+                    "issuer", "key", "tlog", "integrated_time", "checks", "statement", "payload", "annotations",
+                    "media_type", "verified_at"]
+
+
+@transaction.atomic
+def store_discoveries(source: Source, items: list[Found]) -> list[int]:
+    """Store many images at once (a scan's batch): the artifacts (index and platforms) with their verdicts as
+    upserts, their evidence as upserts, and evidence no longer in the registry deleted. A constant number of
+    statements per batch; safe against another worker storing the same digest at the same time (the upserts
+    meet on the unique keys). Returns the root artifacts' ids, in the order of ``items``."""
+    if not items:
+        return []
+    now = timezone.now()
+
+    def node_row(item: Found, node: ManifestNode, parent_id: int | None) -> Artifact:
+        verdict = verify.judge_node(item.discovery, item.results, node.digest)
+        # Only the root's fingerprint covers the whole tree; children are re-checked through it.
+        return Artifact(source=source, repository=item.repository, digest=str(node.digest), media_type=node.media_type,
+                        parent_id=parent_id, platform=node.platform,
+                        evidence_fingerprint=item.fingerprint if parent_id is None else "",
+                        status=verdict.status, status_code=verdict.code, status_reason=verdict.reason,
+                        checked_at=now)
+
+    roots = _upsert_artifacts([node_row(item, item.discovery.root, None) for item in items])
+    ids = {(a.repository, a.digest): a.pk for a in roots}
+    children = _upsert_artifacts([node_row(item, child, ids[(item.repository, str(item.discovery.root.digest))])
+                                  for item in items for child in item.discovery.root.children])
+    nodes = {**ids, **{(a.repository, a.digest): a.pk for a in children}}
+    evidence = []
+    for item in items:
+        for result in item.results:
+            artifact_id = nodes.get((item.repository, str(result.evidence.covers)))
+            if artifact_id is not None:
+                evidence.append(_evidence_row(artifact_id, result))
+    # One row per key: an upsert may not meet the same row twice (a platform manifest shared by two indexes).
+    evidence = list({(e.artifact_id, e.kind, e.evidence_key): e for e in evidence}.values())
+    kept = Evidence.objects.bulk_create(evidence, batch_size=500, update_conflicts=True,
+                                        unique_fields=["artifact", "kind", "evidence_key"],
+                                        update_fields=_EVIDENCE_FIELDS) if evidence else []
     # Evidence that is no longer in the registry is no longer evidence.
-    artifact.evidence.exclude(pk__in=kept).delete()
-    verdict = verify.judge_node(found, results, node.digest)
-    artifact.status = verdict.status
-    artifact.status_code = verdict.code
-    artifact.status_reason = verdict.reason
-    artifact.checked_at = timezone.now()
-    artifact.save(update_fields=["status", "status_code", "status_reason", "checked_at"])
-    return artifact
+    Evidence.objects.filter(artifact_id__in=list(nodes.values())).exclude(pk__in=[e.pk for e in kept]).delete()
+    return [ids[(item.repository, str(item.discovery.root.digest))] for item in items]
+
+
+def _upsert_artifacts(rows: list[Artifact]) -> list[Artifact]:
+    """Insert or update by (source, repository, digest); one row per key (the last one given wins, as a later
+    store would), with its id set."""
+    unique = list({(a.repository, a.digest): a for a in rows}.values())
+    if not unique:
+        return []
+    return Artifact.objects.bulk_create(unique, batch_size=500, update_conflicts=True,
+                                        unique_fields=["source", "repository", "digest"],
+                                        update_fields=_ARTIFACT_FIELDS)
 
 
 def evidence_key(digest: str, annotations: dict[str, str]) -> str:
@@ -109,6 +153,17 @@ def evidence_key(digest: str, annotations: dict[str, str]) -> str:
 
 
 def store_evidence(artifact: Artifact, item: verify.Verified) -> Evidence:
+    """Store (or update) one piece of evidence of ``artifact``."""
+    row = _evidence_row(artifact.pk, item)
+    [stored] = Evidence.objects.bulk_create([row], update_conflicts=True,
+                                            unique_fields=["artifact", "kind", "evidence_key"],
+                                            update_fields=_EVIDENCE_FIELDS)
+    if stored.pk is None:  # a database that does not return ids from an upsert
+        return Evidence.objects.get(artifact_id=row.artifact_id, kind=row.kind, evidence_key=row.evidence_key)
+    return stored
+
+
+def _evidence_row(artifact_id: int, item: verify.Verified) -> Evidence:
     found, result = item.evidence, item.result
     statement = item.statement
     if statement is not None and len(repr(statement)) > MAX_STATEMENT_CHARS:
@@ -116,31 +171,29 @@ def store_evidence(artifact: Artifact, item: verify.Verified) -> Evidence:
     integrated = (
         dt.datetime.fromtimestamp(result.integrated_time, tz=dt.UTC) if result.integrated_time is not None else None
     )
-    row, _ = Evidence.objects.update_or_create(
-        artifact=artifact,
+    return Evidence(
+        artifact_id=artifact_id,
         kind=found.kind,
         evidence_key=evidence_key(str(found.digest), found.layer.annotations if found.layer else {}),
-        defaults={
-            "digest": str(found.digest),
-            "format": found.format,
-            "location": found.location[:300],
-            "covers_digest": str(found.covers),
-            "level": found.level,
-            "predicate_type": found.predicate_type[:300],
-            "outcome": str(result.outcome),
-            "identity": result.identity[:500],
-            "issuer": result.issuer[:500],
-            "key": result.key[:200],
-            "tlog": result.tlog,
-            "integrated_time": integrated,
-            "checks": [c.as_dict() for c in result.checks],
-            "statement": statement,
-            "payload": found.layer.payload if found.layer else b"",
-            "annotations": found.layer.annotations if found.layer else {},
-            "media_type": found.layer.media_type[:200] if found.layer else "",
-        },
+        digest=str(found.digest),
+        format=found.format,
+        location=found.location[:300],
+        covers_digest=str(found.covers),
+        level=found.level,
+        predicate_type=found.predicate_type[:300],
+        outcome=str(result.outcome),
+        identity=result.identity[:500],
+        issuer=result.issuer[:500],
+        key=result.key[:200],
+        tlog=result.tlog,
+        integrated_time=integrated,
+        checks=[c.as_dict() for c in result.checks],
+        statement=statement,
+        payload=found.layer.payload if found.layer else b"",
+        annotations=found.layer.annotations if found.layer else {},
+        media_type=found.layer.media_type[:200] if found.layer else "",
+        verified_at=timezone.now(),
     )
-    return row
 
 
 def stored_trees(source: Source, places: list[tuple[str, Digest]]

@@ -38,6 +38,11 @@ Where Provenance decides what policy-controller leaves open
     * An image no policy applies to is *untrusted* (code ``no_policy``), as policy-controller's default
       ``no-match-policy: deny``.
     * Index rule: see :func:`combine_index`.
+    * ``spec.source.requireSignedCommit`` (our extension; policy-controller does not know it): after an authority
+      matched, the policy also needs a SLSA provenance, signed by a signer one of its authorities accepts, naming a
+      commit that a git source holds, gitsign-signed by one of the requirement's identities (fully verified,
+      log entry included) and reachable from a protected branch or tag. What cannot be checked (no git source, the
+      commit not fetched, the log entry not checked) is an error, never a pass. See :class:`SourceRequirement`.
 
 Evaluation works on stored evidence (:class:`ArtifactFacts`) and needs no network. Keyless authorities reuse the
 stored cryptographic checks: evidence whose only failed checks are of stage ``identity`` is a valid signature by
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import functools
 import hashlib
 import re
@@ -69,6 +75,7 @@ from provenance.core.errors import ProvenanceError
 from provenance.core.jsonbounds import loads as json_loads
 from provenance.core.names import image_names
 from provenance.core.rego import RegoDecision, RegoError, RegoPolicy, compile_rego, defines_rule
+from provenance.core.statements import parse_statement
 from provenance.core.trustroot import TrustRoot
 from provenance.core.types import Digest, SignedLayer, VerificationResult
 from provenance.core.verify import verify_layer
@@ -81,6 +88,7 @@ __all__ = [
     "AttestationRule",
     "Authority",
     "ClusterImagePolicy",
+    "CommitFacts",
     "Evaluator",
     "EvidenceFacts",
     "Finding",
@@ -91,6 +99,7 @@ __all__ = [
     "PolicyResult",
     "PolicyWarning",
     "Resolver",
+    "SourceRequirement",
     "TrustStatus",
     "Verdict",
     "combine_index",
@@ -269,6 +278,23 @@ class Authority:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceRequirement:
+    """``spec.source.requireSignedCommit`` (Provenance's extension): the commit a verified SLSA provenance names
+    must be in a git source, gitsign-signed by one of ``identities``, and reachable from a protected ref (one the
+    git source protects and, when ``protected_refs`` is not empty, that matches one of these globs too)."""
+
+    identities: tuple[Identity, ...]
+    protected_refs: tuple[str, ...] = ()
+
+    def allows_ref(self, ref: str) -> bool:
+        """Whether the policy's ``protectedRefs`` accept this (already source-protected) full ref name."""
+        if not self.protected_refs:
+            return True
+        short = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        return any(fnmatch.fnmatchcase(short, p) or fnmatch.fnmatchcase(ref, p) for p in self.protected_refs)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterImagePolicy:
     name: str
     images: tuple[str, ...]
@@ -277,6 +303,7 @@ class ClusterImagePolicy:
     api_version: str = "policy.sigstore.dev/v1beta1"
     warnings: tuple[PolicyWarning, ...] = field(default=(), compare=False)
     unreadable: str = ""  # a stored policy that no longer parses: why (see unreadable_policy)
+    source: SourceRequirement | None = None  # spec.source.requireSignedCommit
 
     def applies_to(self, names: Iterable[str]) -> bool:
         """Whether one of the ``images`` globs matches one of the image's names (see :func:`image_names`)."""
@@ -434,7 +461,7 @@ class _Parser:
         spec = spec_node.mapping()
         self.ignore_unknown(
             spec,
-            {"images", "authorities", "mode", "match", "policy"},
+            {"images", "authorities", "mode", "match", "policy", "source"},
             {"match": "matches Kubernetes resources; Provenance checks every image the globs match (ignored)"},
         )
         if "policy" in spec:
@@ -479,7 +506,47 @@ class _Parser:
                 else:
                     self.warn(node, "has attestations but no signer, and no other authority names one: it can never "
                                     "match (an attestation by anyone proves nothing)")
-        return ClusterImagePolicy(name, tuple(images), authorities, mode, api_version, tuple(self.warnings))
+        source = self.source(spec["source"]) if "source" in spec else None
+        return ClusterImagePolicy(name, tuple(images), authorities, mode, api_version, tuple(self.warnings),
+                                  source=source)
+
+    def source(self, node: _Node) -> SourceRequirement:
+        """``spec.source``: Provenance's source-commit requirement, validated strictly (it can only make the policy
+        stricter, so a field we do not know is refused, never ignored)."""
+        if isinstance(node.node, yaml.SequenceNode):
+            node.fail("spec.source is Provenance's source-commit requirement (a mapping with requireSignedCommit); "
+                      "policy-controller's signature sources (a list) belong under an authority")
+        fields = node.mapping()
+        for name, child in fields.items():
+            if name != "requireSignedCommit":
+                child.fail(f"{name!r} is not a source requirement Provenance knows (only requireSignedCommit); "
+                           "refused rather than ignored")
+        if "requireSignedCommit" not in fields:
+            node.fail("requireSignedCommit is required")
+        require_node = fields["requireSignedCommit"]
+        require = require_node.mapping()
+        for name, child in require.items():
+            if name not in {"identities", "protectedRefs"}:
+                child.fail(f"{name!r} is not a field of requireSignedCommit (identities, protectedRefs); refused "
+                           "rather than ignored")
+        if "identities" not in require:
+            require_node.fail("identities is required: a commit signed by anyone proves nothing")
+        identities = tuple(self.identity(item) for item in require["identities"].sequence())
+        if not identities:
+            require["identities"].fail("needs at least one identity")
+        refs: list[str] = []
+        if "protectedRefs" in require:
+            items = require["protectedRefs"].sequence()
+            if not items:
+                require["protectedRefs"].fail("needs at least one branch or tag glob (or leave the field out)")
+            for item in items:
+                ref = item.string()
+                if len(ref) > 200 or any(c.isspace() for c in ref) or ref.startswith("-"):
+                    item.fail(f"{ref[:80]!r} is not a branch or tag glob (no spaces, at most 200 characters)")
+                refs.append(ref)
+        self.warn(node, "spec.source is Provenance's extension: policy-controller does not know it (the cluster "
+                        "drops the field and does not enforce it); Provenance requires the signed source commit")
+        return SourceRequirement(identities, tuple(refs))
 
     def authority(self, node: _Node, index: int) -> Authority:
         fields = node.mapping()
@@ -675,6 +742,12 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
+def _identity_dict(identity: Identity) -> dict[str, str]:
+    pairs = (("issuer", identity.issuer), ("subject", identity.subject), ("issuerRegExp", identity.issuer_regexp),
+             ("subjectRegExp", identity.subject_regexp))
+    return {k: v for k, v in pairs if v}
+
+
 def dump_policy(policy: ClusterImagePolicy) -> str:
     """Return the policy as ClusterImagePolicy YAML (normalized: defaults written out, comments dropped)."""
     authorities: list[dict[str, Any]] = []
@@ -686,11 +759,7 @@ def dump_policy(policy: ClusterImagePolicy) -> str:
                 keyless["url"] = authority.keyless.url
             if authority.keyless.trust_root_ref:
                 keyless["trustRootRef"] = authority.keyless.trust_root_ref
-            identities = []
-            for identity in authority.keyless.identities:
-                identities.append({k: v for k, v in (("issuer", identity.issuer), ("subject", identity.subject),
-                                                     ("issuerRegExp", identity.issuer_regexp),
-                                                     ("subjectRegExp", identity.subject_regexp)) if v})
+            identities = [_identity_dict(i) for i in authority.keyless.identities]
             if identities:
                 keyless["identities"] = identities
             item["keyless"] = keyless
@@ -715,12 +784,14 @@ def dump_policy(policy: ClusterImagePolicy) -> str:
                     entry["policy"] = {"type": rule.policy_type, "data": rule.policy_data}
                 item["attestations"].append(entry)
         authorities.append(item)
-    doc = {
-        "apiVersion": policy.api_version,
-        "kind": KIND,
-        "metadata": {"name": policy.name},
-        "spec": {"images": [{"glob": g} for g in policy.images], "authorities": authorities, "mode": policy.mode},
-    }
+    spec: dict[str, Any] = {"images": [{"glob": g} for g in policy.images], "authorities": authorities,
+                            "mode": policy.mode}
+    if policy.source is not None:
+        require: dict[str, Any] = {"identities": [_identity_dict(i) for i in policy.source.identities]}
+        if policy.source.protected_refs:
+            require["protectedRefs"] = list(policy.source.protected_refs)
+        spec["source"] = {"requireSignedCommit": require}
+    doc = {"apiVersion": policy.api_version, "kind": KIND, "metadata": {"name": policy.name}, "spec": spec}
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
 
 
@@ -797,6 +868,34 @@ class ArtifactFacts:
         return self.names[0] if self.names else self.digest
 
 
+@dataclass(frozen=True, slots=True)
+class CommitFacts:
+    """What a git source holds about one commit (for ``spec.source.requireSignedCommit``).
+
+    ``is_fetched`` is false when the source exists but has not stored the commit (not fetched yet, outside its
+    window, or not in it at all). The signature fields are the stored verdict (judged against the git source's own
+    trust root and expected signer); ``failed_checks`` are the ``(stage, code)`` of its failed checks, so the policy
+    can tell "valid, but another signer than the source expects" from "invalid". ``refs`` are the fetched branches
+    and tags the commit is reachable from, ``protected_refs`` those of them the git source marks protected;
+    ``has_protected_refs`` whether the source marks any ref protected at all.
+    """
+
+    source: str
+    sha: str
+    is_fetched: bool
+    ref: int = 0  # opaque (a row id)
+    signature_kind: str = "none"  # "gitsign" | "ssh" | "gpg" | "unknown" | "none"
+    status: str = "unsigned"  # CommitStatus values
+    identity: str = ""
+    issuer: str = ""
+    log_status: str = ""
+    reason: str = ""
+    failed_checks: tuple[tuple[str, str], ...] = ()
+    refs: tuple[str, ...] = ()
+    protected_refs: tuple[str, ...] = ()
+    has_protected_refs: bool = False
+
+
 class Resolver(Protocol):
     """Where evaluation gets what stored facts do not hold. Each method returns ``None`` when it has nothing."""
 
@@ -806,9 +905,14 @@ class Resolver(Protocol):
 
     def key(self, name: str) -> bytes | None: ...
 
+    def source_commits(self, repository: str, sha: str) -> tuple[CommitFacts, ...] | None:
+        """The commit ``sha`` in every git source mirroring ``repository`` (one entry per source, fetched or not);
+        ``None`` when no git source mirrors that repository."""
+        ...
+
 
 class NoResolver:
-    """A resolver that has nothing: key authorities and other trust roots then report ``error``."""
+    """A resolver that has nothing: key authorities, other trust roots and source commits then report ``error``."""
 
     def layer(self, evidence: EvidenceFacts) -> SignedLayer | None:
         return None
@@ -817,6 +921,9 @@ class NoResolver:
         return None
 
     def key(self, name: str) -> bytes | None:
+        return None
+
+    def source_commits(self, repository: str, sha: str) -> tuple[CommitFacts, ...] | None:
         return None
 
 
@@ -971,9 +1078,72 @@ class Evaluator:
         for authority in policy.authorities:
             matched, found = self._authority(policy, authority, artifact)
             if matched:
-                return PolicyResult(policy.name, policy.mode, True, authority.name)
+                if policy.source is None:
+                    return PolicyResult(policy.name, policy.mode, True, authority.name)
+                commit, problems = self._source(policy, policy.source, artifact)
+                if problems:
+                    return PolicyResult(policy.name, policy.mode, False, "", tuple(problems))
+                return PolicyResult(policy.name, policy.mode, True, f"{authority.name}, {commit}")
             findings.extend(found)
         return PolicyResult(policy.name, policy.mode, False, "", tuple(findings))
+
+    # -- spec.source.requireSignedCommit --
+
+    def _source(self, policy: ClusterImagePolicy, requirement: SourceRequirement,
+                artifact: ArtifactFacts) -> tuple[str, list[Finding]]:
+        """Whether a verified SLSA provenance of the artifact names a commit the requirement accepts.
+
+        Returns a description of the accepted commit, or the findings (authority ``source``) why none was."""
+        def finding(code: str, message: str, is_error: bool = False) -> Finding:
+            return Finding(policy.name, SOURCE_AUTHORITY, code, message, is_error)
+
+        candidates = [e for e in artifact.evidence
+                      if e.kind == "attestation" and e.predicate_type.startswith(SLSA_PROVENANCE_PREFIX)]
+        if not candidates:
+            return "", [finding("provenance_missing", "source: no SLSA provenance attestation names the commit this "
+                                                      "image was built from")]
+        # A provenance counts only when signed by a signer an authority of this policy accepts (never "anyone").
+        signer = Authority(SOURCE_AUTHORITY)
+        problems: list[Finding] = []
+        for evidence in candidates:
+            accepted = self._accepts(policy, signer, evidence)
+            if not accepted.ok:
+                problems.append(finding(accepted.code, f"source: provenance {accepted.message}", accepted.is_error))
+                continue
+            statement = accepted.statement if accepted.statement is not None else self._statement(evidence)
+            if statement is None:
+                problems.append(finding("statement_unavailable", "source: the verified provenance statement is not "
+                                                                 "stored; scan the image again", True))
+                continue
+            if not str(statement.get("predicateType", "")).startswith(SLSA_PROVENANCE_PREFIX):
+                continue  # the annotation said provenance, the signed statement something else
+            provenance = parse_statement(dict(statement)).provenance
+            repository = provenance.source_repository if provenance else ""
+            sha = provenance.source_commit.lower() if provenance else ""
+            if not repository or not sha:
+                problems.append(finding("provenance_no_source", "source: the provenance names no source repository "
+                                                                "and commit (resolvedDependencies, materials or "
+                                                                "configSource with a gitCommit/sha1 digest)"))
+                continue
+            if not _COMMIT_RE.match(sha):
+                problems.append(finding("source_commit_malformed", f"source: the provenance names the commit "
+                                                                   f"{sha[:80]!r}, not a 40-digit git commit id"))
+                continue
+            commits = self.resolver.source_commits(repository, sha)
+            where = f"{sha[:12]} of {repository[:200]}"
+            if commits is None:
+                problems.append(finding("git_source_missing", f"source: no git source mirrors {repository[:200]}; "
+                                                              f"add it to check the commit {sha[:12]}", True))
+                continue
+            if not commits:
+                problems.append(finding("git_source_missing", f"source: no git source holds {where}", True))
+                continue
+            for commit in commits:
+                judged = _judge_commit(requirement, commit, where)
+                if judged.ok:
+                    return f"commit {where} ({commit.identity})", []
+                problems.append(finding(judged.code, f"source: {judged.message}", judged.is_error))
+        return "", _dedupe(problems) or [finding("provenance_missing", "source: no SLSA provenance statement found")]
 
     def _authority(self, policy: ClusterImagePolicy, authority: Authority,
                    artifact: ArtifactFacts) -> tuple[bool, list[Finding]]:
@@ -1171,6 +1341,59 @@ class Evaluator:
             return evidence.statement
         layer = self.resolver.layer(evidence)
         return statement_from_layer(layer) if layer is not None else None
+
+
+SOURCE_AUTHORITY = "source"  # the findings of spec.source name this as their authority
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+# Failed checks that only say the signer is not the one the *git source* expects: the signature is still valid,
+# and the policy matches the signer against its own identities.
+_SOURCE_IDENTITY_CODES = frozenset({"identity_mismatch", "issuer_mismatch", "identity_policy_missing",
+                                    "identity_policy_invalid", "identity_regexp_broad"})
+
+
+def _judge_commit(requirement: SourceRequirement, commit: CommitFacts, where: str) -> _Acceptance:
+    """Whether one git source's stored commit satisfies ``requirement`` (signature, signer, protected ref)."""
+    source = f"git source {commit.source[:200]!r}"
+    if not commit.is_fetched:
+        return _Acceptance(False, "commit_not_fetched", f"the commit {where} is not in {source} (not fetched yet, "
+                                                        "older than its commit window, or not in the repository)",
+                           True)
+    if commit.signature_kind == "none" or commit.status == "unsigned":
+        return _Acceptance(False, "commit_unsigned", f"the commit {where} is not signed")
+    if commit.signature_kind != "gitsign":
+        return _Acceptance(False, "commit_not_gitsign", f"the commit {where} carries a {commit.signature_kind} "
+                                                        "signature; the required identities are gitsign (Fulcio "
+                                                        "certificate) signers")
+    failed = {code for stage, code in commit.failed_checks if not (stage == "identity"
+                                                                   and code in _SOURCE_IDENTITY_CODES)}
+    if failed == {"tlog_not_checked"}:
+        return _Acceptance(False, "commit_log_not_checked", f"the commit {where} has a valid signature whose log "
+                                                            "entry was not checked (gitsign online mode): not fully "
+                                                            "verified", True)
+    valid = (not failed and commit.status in {"verified", "untrusted"} and commit.log_status == "verified"
+             and (commit.status == "verified" or bool(commit.failed_checks)))
+    if not valid:
+        return _Acceptance(False, "commit_signature_invalid", f"the signature of the commit {where} does not verify "
+                                                              f"({commit.status}): {commit.reason[:300]}")
+    if not any(i.matches(commit.identity, commit.issuer) for i in requirement.identities):
+        expected = " or ".join(i.describe() for i in requirement.identities[:3])
+        return _Acceptance(False, "commit_identity_mismatch", f"the commit {where} is signed by "
+                                                              f"{commit.identity or '(no identity)'} (issuer "
+                                                              f"{commit.issuer or 'unknown'}), expected {expected}")
+    if not commit.has_protected_refs:
+        return _Acceptance(False, "protected_refs_missing", f"{source} marks no branch or tag as protected, so no "
+                                                            "commit can be shown to be on one", True)
+    accepted = [r for r in commit.protected_refs if requirement.allows_ref(r)]
+    if accepted:
+        return _Acceptance(True)
+    if not commit.refs:
+        return _Acceptance(False, "commit_reachability_unknown", f"the commit {where} is reachable from no fetched "
+                                                                 f"branch or tag of {source} within its commit window",
+                           True)
+    wanted = f" matching {', '.join(requirement.protected_refs[:5])}" if requirement.protected_refs else ""
+    return _Acceptance(False, "commit_not_protected", f"the commit {where} is reachable only from "
+                                                      f"{', '.join(commit.refs[:5])}, not from a protected branch or "
+                                                      f"tag{wanted}")
 
 
 def statement_from_layer(layer: SignedLayer) -> dict[str, Any] | None:

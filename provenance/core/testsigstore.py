@@ -507,6 +507,40 @@ class TransparencyLog:
             root = self._subtree_hash(0, size)
         return InclusionProof(index, size, root, hashes_, self.checkpoint(size, key=checkpoint_key))
 
+    def fork(self, size: int) -> TransparencyLog:
+        """A log with this one's key and only its first ``size`` entries, to append others to: a log that rewrites
+        its history after ``size`` (negative tests of monitors)."""
+        with self._lock:
+            return TransparencyLog(private_key=self._key, base_url=self.base_url, entries=self._entries[:size])
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        """Return the Merkle tree hash of entries ``start`` to ``end`` (exclusive): a node of a tile when the range
+        is a power of two, aligned."""
+        with self._lock:
+            if not 0 <= start < end <= len(self._leaves):
+                raise IndexError(f"no entries {start}..{end} (log size {len(self._leaves)})")
+            return self._subtree_hash(start, end)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> tuple[bytes, ...]:
+        """Return the RFC 6962 consistency proof (section 2.1.2) from the tree of ``old_size`` entries to the tree
+        of ``new_size`` (default: all); empty when either tree is empty or both are the same."""
+        with self._lock:
+            size = self._size(new_size)
+            if not 0 <= old_size <= size:
+                raise ValueError(f"old tree size {old_size} is not within 0..{size}")
+            if old_size in (0, size):
+                return ()
+            return tuple(self._subproof(old_size, 0, size, True))
+
+    def _subproof(self, m: int, start: int, end: int, is_complete: bool) -> list[bytes]:
+        count = end - start
+        if m == count:
+            return [] if is_complete else [self._subtree_hash(start, end)]
+        split = 1 << ((count - 1).bit_length() - 1)
+        if m <= split:
+            return [*self._subproof(m, start, start + split, is_complete), self._subtree_hash(start + split, end)]
+        return [*self._subproof(m - split, start + split, end, False), self._subtree_hash(start, start + split)]
+
     def rekor_api_entry(self, index: int, tree_size: int | None = None) -> dict[str, Any]:
         """Return entry ``index`` as Rekor's ``GET /api/v1/log/entries/{uuid}`` answers: ``{uuid: {...}}``.
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import transaction
@@ -22,6 +24,7 @@ from provenance.core.gitrepo import (
     parse_location,
     ref_names,
 )
+from provenance.core.policy import CommitFacts
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.verify import CommitVerification, verify_git_object
 from provenance.gitsources.models import Commit, GitFetch, GitRef, GitSource, SignatureVerdict
@@ -196,6 +199,7 @@ def run_fetch(fetch_id: int) -> None:
         with transaction.atomic():
             Commit.objects.bulk_create(rows, ignore_conflicts=True)
         created += len(rows)
+    before = dict(GitRef.objects.filter(source=source).values_list("name", "commit_sha"))
     annotated = [r.target for r in refs if r.is_annotated]
     tag_objects = mirror.read_objects(annotated) if annotated else {}
     with transaction.atomic():
@@ -218,6 +222,8 @@ def run_fetch(fetch_id: int) -> None:
         GitFetch.objects.filter(pk=fetch_id).update(state=GitFetch.State.DONE, commits_seen=len(shas),
                                                     commits_new=created, finished_at=timezone.now(),
                                                     error_code="", error="")
+        if created or before != {r.name: r.commit for r in refs}:
+            reevaluate_source_policies(source, detail=f"git source {source.name} fetched")
 
 
 def reverify_source(source: GitSource) -> int:
@@ -231,7 +237,19 @@ def reverify_source(source: GitSource) -> int:
         with transaction.atomic():
             Commit.objects.bulk_update(rows, _VERDICT_FIELDS)
         count += len(rows)
+    reevaluate_source_policies(source, detail=f"git source {source.name} re-verified")
     return count
+
+
+def reevaluate_source_policies(source: GitSource, *, detail: str) -> None:
+    """After a source's commits, refs or verdicts changed: re-evaluate the images of the policies that require a
+    signed source commit (``spec.source``), after commit, in a worker."""
+    from provenance.policies import services as policy_services
+    from provenance.policies.models import Cause
+
+    globs = sorted({g for p in policy_services.enabled_policies() if p.source is not None for g in p.images})
+    if globs:
+        policy_services.start_reevaluation(cause=Cause.EVIDENCE, detail=detail, scope={"globs": globs})
 
 
 def commits_by_sha(sha: str) -> list[Commit]:
@@ -247,3 +265,79 @@ def is_protected(source: GitSource, refs: Iterable[str]) -> bool:
         if any(fnmatch.fnmatchcase(short, p) or fnmatch.fnmatchcase(ref, p) for p in patterns):
             return True
     return False
+
+
+_SCP = re.compile(r"^(?:[^@/:]+@)?([^/:]+):(?!//)(.+)$")
+
+
+def repository_key(location: str) -> str:
+    """A repository location reduced to what names the repository, for matching a provenance's source URI
+    (``git+https://github.com/o/r@refs/heads/main`` is split by the statement parser first) to a git source.
+
+    ``https://github.com/o/r.git``, ``ssh://git@github.com/o/r`` and ``git@github.com:o/r`` all give
+    ``github.com/o/r`` (host and path lower-cased, as forges treat them); ``file:///srv/r.git`` and ``/srv/r`` give
+    ``/srv/r`` (local paths keep their case). Returns ``""`` for what is not a location."""
+    text = location.strip().removeprefix("git+")
+    if not text or len(text) > 1000 or any(ord(c) < 0x20 for c in text):
+        return ""
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme.lower() == "file":
+            path = unquote(rest.split("?", 1)[0].split("#", 1)[0])
+            if not path.startswith("/"):  # file://host/path: the host part is not part of the path
+                path = "/" + path.split("/", 1)[1] if "/" in path else ""
+            return path.rstrip("/").removesuffix(".git")
+        rest = rest.split("?", 1)[0].split("#", 1)[0]
+        host, _, path = rest.partition("/")
+        host = host.rsplit("@", 1)[-1]
+        return f"{host}/{path}".rstrip("/").removesuffix(".git").lower() if path else ""
+    if text.startswith("/"):
+        return text.rstrip("/").removesuffix(".git")
+    match = _SCP.match(text)
+    if match:
+        return f"{match.group(1)}/{match.group(2).lstrip('/')}".rstrip("/").removesuffix(".git").lower()
+    return ""
+
+
+def sources_for_repository(repository: str) -> list[GitSource]:
+    """The git sources whose location names ``repository`` (see :func:`repository_key`)."""
+    wanted = repository_key(repository)
+    if not wanted:
+        return []
+    found = []
+    for source in GitSource.objects.all():
+        keys = {repository_key(source.location)}
+        try:
+            keys.add(repository_key(parse_location(source.location)))
+        except ProvenanceError:
+            pass
+        if wanted in keys:
+            found.append(source)
+    return found
+
+
+def commit_facts(repository: str, sha: str) -> tuple[CommitFacts, ...] | None:
+    """What each git source mirroring ``repository`` holds about the commit ``sha`` (the policies' view, see
+    :class:`provenance.core.policy.CommitFacts`); ``None`` when no git source mirrors that repository."""
+    sources = sources_for_repository(repository)
+    if not sources:
+        return None
+    rows = {c.source_id: c for c in Commit.objects.filter(source__in=sources, sha=sha.lower())}
+    facts = []
+    for source in sources:
+        row = rows.get(source.pk)
+        has_protected = bool(source.protected_refs.replace(",", " ").split())
+        if row is None:
+            facts.append(CommitFacts(source=source.name, sha=sha.lower(), is_fetched=False,
+                                     has_protected_refs=has_protected))
+            continue
+        refs = tuple(str(r) for r in row.refs or ())
+        facts.append(CommitFacts(
+            source=source.name, sha=row.sha, is_fetched=True, ref=row.pk, signature_kind=row.signature_kind,
+            status=row.status, identity=row.signer_identity, issuer=row.signer_issuer, log_status=row.log_status,
+            reason=row.reason, failed_checks=tuple((str(c.get("stage", "")), str(c.get("code", "")))
+                                                   for c in row.checks or () if not c.get("ok")),
+            refs=refs, protected_refs=tuple(r for r in refs if is_protected(source, [r])),
+            has_protected_refs=has_protected,
+        ))
+    return tuple(facts)

@@ -154,11 +154,13 @@ class _Row:
 
 
 class StoredEvidence:
-    """A :class:`core.Resolver` over the database: raw layers, trust roots and named keys, loaded on demand."""
+    """A :class:`core.Resolver` over the database: raw layers, trust roots, named keys and git source commits,
+    loaded on demand."""
 
     def __init__(self) -> None:
         self._roots: dict[str, CoreTrustRoot | None] = {}
         self._keys: dict[str, bytes | None] = {}
+        self._commits: dict[tuple[str, str], tuple[core.CommitFacts, ...] | None] = {}
 
     def layer(self, evidence: core.EvidenceFacts) -> SignedLayer | None:
         row = Evidence.objects.filter(pk=evidence.ref).values_list("media_type", "payload", "annotations").first()
@@ -181,6 +183,15 @@ class StoredEvidence:
             pems = trust_services.public_key_pems([name])
             self._keys[name] = pems[0] if pems else None
         return self._keys[name]
+
+    def source_commits(self, repository: str, sha: str) -> tuple[core.CommitFacts, ...] | None:
+        """The commit in the git sources mirroring ``repository`` (``spec.source.requireSignedCommit``)."""
+        from provenance.gitsources import services as git_services
+
+        key = (repository, sha)
+        if key not in self._commits:
+            self._commits[key] = git_services.commit_facts(repository, sha)
+        return self._commits[key]
 
 
 def _chunks(ids: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
@@ -262,7 +273,12 @@ def _only_identity_failed(checks: Iterable[dict[str, Any]]) -> bool:
 
 
 def _statement_types(policies: Iterable[core.ClusterImagePolicy]) -> set[str]:
-    return {url for p in policies for a in p.authorities for r in a.attestations for url in r.predicate_urls}
+    """The predicate types whose statements evaluation reads (loaded in bulk with the facts)."""
+    policies = list(policies)
+    types = {url for p in policies for a in p.authorities for r in a.attestations for url in r.predicate_urls}
+    if any(p.source is not None for p in policies):  # a source requirement reads the SLSA provenance
+        types |= {"https://slsa.dev/provenance/v0.2", "https://slsa.dev/provenance/v1"}
+    return types
 
 
 def _expand(artifact_ids: Iterable[int]) -> list[int]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, JSONField, Value
 from django.db.models.functions import Least
 from django.utils import timezone
@@ -63,6 +63,7 @@ MAX_PROBLEMS = 500
 MAX_CHUNK_ATTEMPTS = 3
 MAX_PENDING_RESENDS = 4  # timeouts a scan may stay pending (sent again after each) before it is failed
 _FLUSH_SECONDS = 0.5  # how often a running scan's counters reach its row
+_STORE_BATCH = 50  # changed digests stored together
 MAX_NEWEST = 10_000
 
 
@@ -815,8 +816,11 @@ def _finish_scan(scan_id: int, messages: list[str]) -> None:
     summary = "\n".join(messages)[:20000]
     scan = Scan.objects.get(pk=scan_id)
     with transaction.atomic():
-        Scan.objects.filter(pk=scan_id).update(state=Scan.State.DONE, error_code="partial" if scan.errors else "",
-                                               error=summary, finished_at=now)
+        # Only a running scan finishes, once: two last chunks ending together cannot both finish and announce it.
+        finished = Scan.objects.filter(pk=scan_id, state=Scan.State.RUNNING).update(
+            state=Scan.State.DONE, error_code="partial" if scan.errors else "", error=summary, finished_at=now)
+        if not finished:
+            return
         Source.objects.filter(pk=scan.source_id).update(last_error=summary, last_scanned_at=now)
         ScanListing.objects.filter(scan_id=scan_id).delete()
     _announce(scan_id)
@@ -834,7 +838,7 @@ def _listing(scan_id: int) -> dict[str, frozenset[str]]:
 
 
 def _concurrency() -> int:
-    return max(1, getattr(settings, "PROVENANCE_SCAN_CONCURRENCY", 4))
+    return max(1, settings.PROVENANCE_SCAN_CONCURRENCY)
 
 
 def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str, frozenset[str]],
@@ -857,12 +861,14 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
                              trust=run.trust, listed=listed, scan_budget=scan_budget)
         futures[future] = (repository, digest, group)
     tags: dict[str, dict[str, Digest]] = {}
+    pending: list[_Looked] = []
     for future in as_completed(futures):
         repository, digest, group = futures.pop(future)
-        _finish_digest(source, future, repository, digest, group, tracker)
+        _finish_digest(source, future, repository, digest, group, tracker, pending)
         for target in group:
             if target.tag is not None:
                 tags.setdefault(repository, {})[target.tag] = digest
+    _store_batch(source, pending, tracker)
     for repository, pointing in tags.items():
         artifact_services.record_tags(source, repository, pointing)
     ids = artifact_services.tree_ids(source, tracker.touched)
@@ -961,50 +967,84 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
     return _Examined(digest, discovery=found, results=results, fingerprint=fingerprint)
 
 
+@dataclass(slots=True)
+class _Looked:
+    """A digest a worker thread looked at, with the targets (tags) that named it."""
+
+    repository: str
+    digest: Digest
+    targets: list[Target]
+    examined: _Examined
+
+    @property
+    def label(self) -> str:
+        shown = " ".join(str(t) for t in self.targets[:3]) + (" ..." if len(self.targets) > 3 else "")
+        return f"{shown}@{self.digest}"
+
+
 def _finish_digest(source: Source, future: Future[_Examined], repository: str, digest: Digest,
-                   targets: list[Target], tracker: _Progress) -> None:
-    """On the scan thread: store what a worker thread learned, count progress (tags are recorded per batch)."""
-    label = " ".join(str(t) for t in targets[:3]) + (" ..." if len(targets) > 3 else "")
+                   targets: list[Target], tracker: _Progress, pending: list[_Looked]) -> None:
+    """On the scan thread: count an unchanged digest, queue a changed one for the next batch store, record a
+    failure (tags are recorded per batch)."""
+    looked = _Looked(repository, digest, targets, _Examined(digest))
     try:
-        examined = future.result()
-        if not examined.unchanged:
-            assert examined.discovery is not None
-            _store(source, repository, examined)
+        looked.examined = future.result()
     except AccessError:
         raise
     except ProvenanceError as err:
         artifact_services.forget_fingerprint(source, repository, digest)
-        _record_failure(tracker, f"{label}@{digest}", err)
+        _record_failure(tracker, looked.label, err)
     except Exception as err:  # a bug with one image must not lose the others; it is logged in full
         log.exception("internal error ingesting %s@%s", repository, digest)
-        _record_failure(tracker, f"{label}@{digest}",
+        _record_failure(tracker, looked.label,
                         ProvenanceError(f"internal error: {type(err).__name__}", code="internal_error"))
     else:
+        if not looked.examined.unchanged:
+            pending.append(looked)
+            if len(pending) >= _STORE_BATCH:
+                _store_batch(source, pending, tracker)
+            return
         tracker.succeeded += 1
         tracker.touched.append((repository, digest))
-        if examined.unchanged:
-            tracker.count("unchanged")
-        else:
-            assert examined.discovery is not None
-            tracker.count("fetched")
-            for problem in examined.discovery.problems:
-                tracker.problem(f"{label}@{digest}", problem.code, problem.message, is_error=False)
+        tracker.count("unchanged")
     tracker.advance(len(targets))
 
 
-def _store(source: Source, repository: str, examined: _Examined) -> None:
-    """Store one digest's results atomically. Two workers may store the same digest at once (two tags of it in two
-    chunks): the loser of the insert race finds the winner's row and stores over it (the results are the same)."""
-    assert examined.discovery is not None
-    for attempt in (1, 2):
-        try:
-            with transaction.atomic():
-                artifact_services.store_discovery(source, repository, examined.discovery, examined.results,
-                                                  fingerprint=examined.fingerprint)
-            return
-        except IntegrityError:
-            if attempt == 2:
-                raise
+def _store_batch(source: Source, pending: list[_Looked], tracker: _Progress) -> None:
+    """Store the queued digests in one batch (a constant number of statements). Two workers may store the same
+    digest at once (two tags of it in two chunks): the upserts meet on the unique keys, and a batch that still
+    fails is stored one digest at a time so that one bad image loses nothing of the others."""
+    def store(batch: list[_Looked]) -> None:
+        artifact_services.store_discoveries(source, [
+            artifact_services.Found(item.repository, item.examined.discovery, item.examined.results,
+                                    item.examined.fingerprint)
+            for item in batch if item.examined.discovery is not None])
+
+    try:
+        store(pending)
+        stored = list(pending)
+    except Exception:
+        log.warning("storing a batch of %d digests failed; storing them one at a time", len(pending), exc_info=True)
+        stored = []
+        for item in pending:
+            try:
+                store([item])
+            except Exception as err:
+                log.exception("internal error storing %s", item.label)
+                _record_failure(tracker, item.label,
+                                ProvenanceError(f"internal error: {type(err).__name__}", code="internal_error"))
+                tracker.advance(len(item.targets))
+            else:
+                stored.append(item)
+    for item in stored:
+        tracker.succeeded += 1
+        tracker.touched.append((item.repository, item.digest))
+        tracker.count("fetched")
+        assert item.examined.discovery is not None
+        for problem in item.examined.discovery.problems:
+            tracker.problem(item.label, problem.code, problem.message, is_error=False)
+        tracker.advance(len(item.targets))
+    pending.clear()
 
 
 def _record_failure(tracker: _Progress, reference: str, err: ProvenanceError) -> None:

@@ -53,6 +53,18 @@ PAGES = [
     ("GET", "git-source-list", "viewer"), ("GET", "git-source-new", "operator"), ("POST", "git-source-new", "operator"),
     ("GET", "git-source-detail", "viewer"), ("POST", "git-source-fetch", "operator"),
     ("GET", "git-commit-detail", "viewer"),
+    ("GET", "monitor-events", "viewer"), ("GET", "monitor-logs", "viewer"), ("POST", "monitor-logs", "operator"),
+    ("GET", "monitor-log-detail", "viewer"), ("POST", "monitor-log-detail", "operator"),
+    ("GET", "monitor-identities", "viewer"), ("POST", "monitor-identities", "operator"),
+    ("POST", "monitor-identity-delete", "operator"), ("GET", "monitor-allowlist", "viewer"),
+    ("POST", "monitor-allowlist", "operator"), ("POST", "monitor-allowlist-delete", "operator"),
+    ("GET", "monitor-rules", "viewer"), ("POST", "monitor-rules", "operator"), ("GET", "monitor-rule-detail", "viewer"),
+    ("POST", "monitor-rule-detail", "operator"), ("POST", "monitor-rule-delete", "operator"),
+    ("POST", "monitor-rule-test", "operator"),
+    ("GET", "compliance", "viewer"), ("GET", "compliance-export", "viewer"),
+    ("GET", "compliance-export-schema", "viewer"), ("GET", "compliance-pack", "viewer"),
+    ("GET", "compliance-signing-key", "viewer"), ("POST", "compliance-signing-key-rotate", "admin"),
+    ("GET", "artifact-vsa", "viewer"), ("POST", "artifact-vsa-push", "operator"),
 ]
 API = [
     ("GET", "api-root", "viewer"), ("GET", "api-schema", "viewer"), ("GET", "api-docs", "viewer"),
@@ -75,6 +87,18 @@ API = [
     ("GET", "api-check", "viewer"), ("POST", "api-admission", "viewer"),
     ("GET", "gitsource-list", "viewer"), ("POST", "gitsource-list", "operator"), ("GET", "gitsource-detail", "viewer"),
     ("POST", "gitsource-fetch", "operator"), ("GET", "commit-list", "viewer"), ("GET", "commit-detail", "viewer"),
+    ("GET", "event-list", "viewer"), ("GET", "event-detail", "viewer"),
+    ("GET", "monitoredlog-list", "viewer"), ("POST", "monitoredlog-list", "operator"),
+    ("GET", "monitoredlog-detail", "viewer"),
+    ("GET", "watchedidentity-list", "viewer"), ("POST", "watchedidentity-list", "operator"),
+    ("GET", "watchedidentity-detail", "viewer"), ("DELETE", "watchedidentity-detail", "operator"),
+    ("GET", "alertrule-list", "viewer"), ("POST", "alertrule-list", "operator"), ("GET", "alertrule-detail", "viewer"),
+    ("PUT", "alertrule-detail", "operator"), ("PATCH", "alertrule-detail", "operator"),
+    ("DELETE", "alertrule-detail", "operator"), ("POST", "alertrule-send-test", "operator"),
+    ("GET", "delivery-list", "viewer"), ("GET", "delivery-detail", "viewer"),
+    ("GET", "api-compliance-export", "viewer"), ("GET", "api-compliance-pack", "viewer"),
+    ("GET", "api-compliance-report", "viewer"), ("GET", "api-compliance-signing-key", "viewer"),
+    ("GET", "api-artifact-vsa", "viewer"),
 ]
 LAST = [("POST", "logout", None)]  # last: it ends the session
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}

@@ -247,6 +247,10 @@ def test_wait_returns_the_verdict_once_a_worker_stored_it(celery_worker, api, pu
     assert body["pending"] is False and body["allowed"] is True and body["status"] == "trusted", body
     assert time.monotonic() - started < 60
     assert "scan_source" in celery_worker.log()
+    # The verdict is stored as soon as the image is judged; the scan row finishes a moment later.
+    deadline = time.monotonic() + 20
+    while Scan.objects.get(source__location=reference).state != Scan.State.DONE and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert Scan.objects.get(source__location=reference).state == Scan.State.DONE
 
 

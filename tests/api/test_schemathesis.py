@@ -60,7 +60,8 @@ def _existing(path: str, rows: dict[str, str]) -> dict[str, str]:
         return {"name": rows["name_key"] if resource == "public-keys" else rows["name_root"]}
     if "{id}" in path:
         key = {"sources": "pk_source", "scans": "pk_scan", "policies": "pk_policy", "tokens": "pk_token",
-               "audit": "pk_audit", "git-sources": "pk_source", "git-commits": "pk_source"}[resource]
+               "audit": "pk_audit", "git-sources": "pk_source", "git-commits": "pk_source",
+               "monitor": "pk_source"}[resource]
         return {"id": rows[key]}
     return {}
 

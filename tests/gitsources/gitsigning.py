@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from provenance.core.testsigstore import LeafOptions, LogEntry, TestSigstore, _hashedrekord_body
+from tests.support import require_binary
 
 IDENTITY = "alice@example.com"
 ISSUER = "https://accounts.example.com"
@@ -39,6 +40,7 @@ GIT_ENV = {
 
 
 def git(repo: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    require_binary("git", "apt-get install git")
     done = subprocess.run(["git", "-C", str(repo), "-c", "user.name=Alice", "-c", f"user.email={IDENTITY}", *args],
                           input=stdin, capture_output=True, env={**GIT_ENV, **(env or {})}, check=False)
     if done.returncode != 0:
@@ -194,6 +196,7 @@ def signed_commit(repo: Path, sigstore: TestSigstore, message: str, *, parent: s
 
 def ssh_key(directory: Path, name: str = "alice") -> tuple[Path, str]:
     """An ed25519 key pair made with ssh-keygen; returns (private key path, allowed-signers line)."""
+    require_binary("ssh-keygen", "apt-get install openssh-client")
     key = directory / name
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True,
                    capture_output=True)

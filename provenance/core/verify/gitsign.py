@@ -43,7 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
-from asn1crypto import cms, core
+from asn1crypto import (
+    cms,
+    core,
+    tsp,  # noqa: F401 - registers its CMS attribute types before any lookup caches the OID map
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 

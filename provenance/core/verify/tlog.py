@@ -1,5 +1,6 @@
 """Transparency-log evidence: which trusted log an entry names, its signed entry timestamp (SET), whether its body
-describes this signature, and RFC 6962 inclusion proofs up to a checkpoint signed by the log (signed note)."""
+describes this signature, RFC 6962 inclusion proofs up to a checkpoint signed by the log (signed note), and
+consistency proofs between two checkpoints."""
 
 from __future__ import annotations
 
@@ -300,20 +301,12 @@ def inclusion_problem(entry: TlogEntry, proof: Proof, trust_root: TrustRoot) -> 
             f"the inclusion proof leads to root {root.hex()[:16]}..., not the proof's root "
             f"{proof.root_hash.hex()[:16]}..."
         )
-    note = parse_checkpoint(proof.checkpoint)
-    if note is None:
-        return "tlog_checkpoint_invalid", "the checkpoint is not a signed note (origin, size, root, signature)"
-    body, size, root_b64, signatures = note
     log = trust_root.tlog_key(entry.log_id)
     assert log is not None
-    mine = [sig for hint, sig in signatures if hint == entry.log_id[:4]]
-    if not mine:
-        return "tlog_checkpoint_invalid", (
-            f"the checkpoint carries no signature by the log {entry.log_id.hex()[:16]}... (key hints found: "
-            f"{', '.join(h.hex() for h, _ in signatures) or 'none'})"
-        )
-    if not any(log.verify(sig, body) for sig in mine):
-        return "tlog_checkpoint_invalid", "the checkpoint's signature does not verify with the log's key"
+    signed = signed_checkpoint(proof.checkpoint, log)
+    if isinstance(signed, str):
+        return "tlog_checkpoint_invalid", signed
+    size, root_b64 = signed
     if size != proof.tree_size or root_b64 != proof.root_hash:
         return "tlog_checkpoint_invalid", (
             f"the checkpoint is for a tree of {size} with root {root_b64.hex()[:16]}..., the proof for a tree of "
@@ -339,6 +332,60 @@ def root_from_proof(index: int, size: int, leaf: bytes, proof: list[bytes]) -> b
     for sibling in proof[inner:]:
         node = hashlib.sha256(b"\x01" + sibling + node).digest()
     return node
+
+
+def signed_checkpoint(text: str, log: LogKey) -> tuple[int, bytes] | str:
+    """Check that ``text`` is a signed note carrying a valid signature by ``log`` (key hint: its log id's first
+    4 bytes). Returns ``(tree size, root hash)``, or a message saying what is wrong."""
+    note = parse_checkpoint(text)
+    if note is None:
+        return "the checkpoint is not a signed note (origin, size, root, signature)"
+    body, size, root, signatures = note
+    mine = [sig for hint, sig in signatures if hint == log.log_id[:4]]
+    if not mine:
+        return (
+            f"the checkpoint carries no signature by the log {log.log_id.hex()[:16]}... (key hints found: "
+            f"{', '.join(h.hex() for h, _ in signatures) or 'none'})"
+        )
+    if not any(log.verify(sig, body) for sig in mine):
+        return "the checkpoint's signature does not verify with the log's key"
+    return size, root
+
+
+def is_consistent(old_size: int, old_root: bytes, new_size: int, new_root: bytes, proof: list[bytes]) -> bool:
+    """RFC 9162 section 2.1.4.2: whether ``proof`` shows the tree of ``new_size`` with ``new_root`` extends the
+    tree of ``old_size`` with ``old_root`` (same first ``old_size`` leaves). Never raises on bad input."""
+    if old_size < 0 or new_size < old_size or any(len(h) != 32 for h in proof) or len(proof) > MAX_PROOF_HASHES:
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if old_size == 0:
+        return not proof  # the empty tree is a prefix of every tree
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a complete subtree: the old root is the first node of the path
+        path.insert(0, old_root)
+    if not path:
+        return False
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for node in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = hashlib.sha256(b"\x01" + node + fr).digest()
+            sr = hashlib.sha256(b"\x01" + node + sr).digest()
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = hashlib.sha256(b"\x01" + sr + node).digest()
+        fn >>= 1
+        sn >>= 1
+    return fr == old_root and sr == new_root and sn == 0
 
 
 _SIGNATURE_LINE = re.compile(r"\u2014 (\S+) (\S+)\n")
