@@ -3,12 +3,14 @@
 Environment variables (see README "Configuration"):
   PROVENANCE_DEBUG, PROVENANCE_DEMO, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL,
   PROVENANCE_DATA_DIR, PROVENANCE_FERNET_KEY, PROVENANCE_HTTP_TIMEOUT, PROVENANCE_HTTP_RETRIES,
-  PROVENANCE_SCAN_CONCURRENCY, PROVENANCE_RESCAN_INTERVAL, PROVENANCE_SIGSTORE_TUF.
+  PROVENANCE_SCAN_CONCURRENCY, PROVENANCE_RESCAN_INTERVAL, PROVENANCE_SIGSTORE_TUF,
+  PROVENANCE_ALLOW_PRIVATE_REGISTRIES, PROVENANCE_REDIRECT_HOSTS, PROVENANCE_MAX_*, PROVENANCE_LAYOUT_DIRS.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -88,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "provenance.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -179,7 +182,23 @@ SESSION_COOKIE_SECURE = env_bool("PROVENANCE_SECURE_COOKIES", not (DEBUG or DEMO
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("PROVENANCE_BEHIND_PROXY") else None
+BEHIND_PROXY = env_bool("PROVENANCE_BEHIND_PROXY")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+# Web hardening. CSP: see provenance/security.py. HSTS is sent on HTTPS requests only (behind a proxy: those it
+# marks X-Forwarded-Proto: https), for a year when cookies are Secure; the host's subdomains included.
+PROVENANCE_CSP = os.environ.get("PROVENANCE_CSP") or (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PROVENANCE_CSP_DOCS = PROVENANCE_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")  # Swagger UI
+SECURE_HSTS_SECONDS = env_int("PROVENANCE_HSTS_SECONDS", 31_536_000 if SESSION_COOKIE_SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PROVENANCE_HSTS_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("PROVENANCE_HSTS_PRELOAD", True)
+SECURE_REFERRER_POLICY = "same-origin"
+# Redirect HTTP to HTTPS here only when this process can tell them apart (behind a proxy that says so); without
+# PROVENANCE_BEHIND_PROXY, TLS and its redirect are the front proxy's, and a redirect here would loop.
+SECURE_SSL_REDIRECT = env_bool("PROVENANCE_SSL_REDIRECT", SESSION_COOKIE_SECURE and BEHIND_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container health check speaks plain HTTP on loopback
+SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT or not SESSION_COOKIE_SECURE else ["security.W008"]
 
 # Celery: a filesystem broker needs no server; CELERY_BROKER_URL switches to Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
@@ -252,6 +271,46 @@ PROVENANCE_RESCAN_INTERVAL = env_int("PROVENANCE_RESCAN_INTERVAL", 3600)  # seco
 PROVENANCE_FERNET_KEY = os.environ.get("PROVENANCE_FERNET_KEY", "")
 PROVENANCE_ADMISSION_UNKNOWN = os.environ.get("PROVENANCE_ADMISSION_UNKNOWN", "deny")  # or allow (and queue a scan)
 PROVENANCE_ADMISSION_TAGS = os.environ.get("PROVENANCE_ADMISSION_TAGS", "resolve")  # or deny (digests only)
+
+
+def env_limit(name: str, default: int) -> int:
+    """A positive integer limit (a budget), for the PROVENANCE_MAX_* settings."""
+    value = env_int(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, not {value}")
+    return value
+
+
+# Hardening against a hostile registry (README "Limits and egress"). Egress: registries on loopback, private or
+# link-local addresses are refused unless allowed (on in debug, demo and tests, whose registries are local);
+# redirects leave a registry's origin only for these hosts (fnmatch patterns): the blob storage of the big
+# public registries.
+PROVENANCE_ALLOW_PRIVATE_REGISTRIES = env_bool("PROVENANCE_ALLOW_PRIVATE_REGISTRIES", DEBUG or DEMO or TESTING)
+PROVENANCE_REDIRECT_HOSTS = env_list("PROVENANCE_REDIRECT_HOSTS", [
+    "production.cloudflare.docker.com",  # Docker Hub
+    "pkg-containers.githubusercontent.com",  # GHCR
+    "*.s3.amazonaws.com", "*.s3.*.amazonaws.com",  # ECR, and registries on S3 storage
+    "storage.googleapis.com", "*.storage.googleapis.com",  # GCR, Artifact Registry
+    "*.blob.core.windows.net",  # ACR
+    "cdn.quay.io", "cdn*.quay.io",  # Quay
+])
+# Budgets: a scan that hits one stops that image (or the listing) with a stored reason naming the limit.
+PROVENANCE_MAX_TAGS = env_limit("PROVENANCE_MAX_TAGS", 10_000)  # tags read from one repository listing
+PROVENANCE_MAX_PAGES = env_limit("PROVENANCE_MAX_PAGES", 100)  # pages of one tag or referrers listing
+PROVENANCE_MAX_REFERRERS = env_limit("PROVENANCE_MAX_REFERRERS", 128)  # referrers read per manifest
+PROVENANCE_MAX_LAYERS = env_limit("PROVENANCE_MAX_LAYERS", 64)  # layers read per evidence manifest
+PROVENANCE_MAX_IMAGE_BYTES = env_limit("PROVENANCE_MAX_IMAGE_BYTES", 128 * 1024**2)  # fetched per image
+PROVENANCE_MAX_SCAN_BYTES = env_limit("PROVENANCE_MAX_SCAN_BYTES", 8 * 1024**3)  # per scan (per chunk when split)
+PROVENANCE_MAX_IMAGE_SECONDS = env_limit("PROVENANCE_MAX_IMAGE_SECONDS", 180)  # wall time for one image
+PROVENANCE_MAX_REQUEST_SECONDS = env_limit("PROVENANCE_MAX_REQUEST_SECONDS", 60)  # one answer, however trickled
+# Wall time of one scan task (a small scan, or one chunk of a large one): the images not reached by then are
+# stopped with a stored reason, so that the task ends before its time limit instead of being killed and swept.
+PROVENANCE_MAX_SCAN_SECONDS = env_limit("PROVENANCE_MAX_SCAN_SECONDS", max(60, CELERY_TASK_SOFT_TIME_LIMIT - 120))
+# OCI-layout sources only below these directories (none in production unless set; the demo's in demo/debug).
+PROVENANCE_LAYOUT_DIRS = env_list("PROVENANCE_LAYOUT_DIRS", (
+    [str(DATA_DIR / "demo")] if DEBUG or DEMO else []) + ([str(DATA_DIR), tempfile.gettempdir()] if TESTING else []))
+# A scan still pending after this many seconds lost its broker message and is sent again.
+PROVENANCE_PENDING_SCAN_TIMEOUT = env_limit("PROVENANCE_PENDING_SCAN_TIMEOUT", 900)
 
 def env_rate(name: str, default: str) -> str:
     """A request rate such as ``100/minute`` (per second, minute, hour or day), for the API's throttles."""

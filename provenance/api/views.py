@@ -232,11 +232,18 @@ class TrustRootViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                                                  root=fields["root"].encode(), description=fields["description"])
         return Response(serializers.TrustRootSerializer(row).data, status=201)
 
-    @extend_schema(request=None, responses=serializers.TrustRootSerializer)
+    @extend_schema(request=None, responses={200: serializers.TrustRootSerializer, 409: OpenApiResponse(
+        serializers.ErrorSerializer, description="Refreshing over TUF is turned off (`tuf_disabled`).")})
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, name: str | None = None) -> Response:
-        """Refresh this root from its TUF repository now; a failure is stored on the root (the old one stays)."""
-        row = trust_services.refresh_from_tuf(self.get_object().pk)
+        """Refresh this root from its TUF repository now; a failure is stored on the root (the old one stays).
+        Answers 409 ``tuf_disabled`` when refreshing over TUF is turned off (PROVENANCE_SIGSTORE_TUF=0)."""
+        row_id = self.get_object().pk
+        try:
+            trust_services.check_tuf_enabled()
+        except trust_services.TufDisabledError as err:
+            return Response({"error": err.code, "detail": err.message}, status=409)
+        row = trust_services.refresh_from_tuf(row_id)
         return Response(serializers.TrustRootSerializer(row).data)
 
 

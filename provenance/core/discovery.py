@@ -32,6 +32,7 @@ from typing import Any
 
 from provenance.core.errors import (
     AccessError,
+    AuthenticationError,
     MalformedEvidenceError,
     NotFoundError,
     ProvenanceError,
@@ -198,7 +199,12 @@ class _Found:
 
 
 def _must_raise(err: ProvenanceError) -> bool:
-    """Errors that mean "could not look", which must never turn into "found nothing"."""
+    """Errors that mean "could not look at all" (retry later, or the source is unusable: TLS, egress), which
+    must never turn into "found nothing". A refusal (401/403) of one place, when the image itself was readable,
+    is recorded there as evidence that could not be checked: never "absent", never a reason to keep an old
+    verdict (the image's own manifest is fetched first, so revoked credentials still fail the scan)."""
+    if isinstance(err, AuthenticationError):
+        return False
     return isinstance(err, TransientError | AccessError)
 
 
@@ -211,6 +217,17 @@ def _unreadable(kind: Kind, fmt: Format, location: str, covers: Digest, level: L
     hint = "Re-sign or re-attest the image; the stored evidence cannot be read."
     return FoundEvidence(kind, fmt, location, covers, level, digest, manifest=manifest,
                          problem=CheckResult(Stage.FORMAT, code, False, message[:1000], hint))
+
+
+def _limit(registry: Registry, name: str, default: int) -> int:
+    """A per-manifest limit of this work: set on a :class:`provenance.core.oci.Metered` registry, else the
+    module default."""
+    value = getattr(registry, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def _max_layers(registry: Registry) -> int:
+    return _limit(registry, "max_layers", MAX_SIGNATURE_LAYERS)
 
 
 def _string_map(value: object) -> dict[str, str] | None:
@@ -317,10 +334,11 @@ def _find_cosign_tag(registry: Registry, repository: str, digest: Digest, level:
                                            "malformed_manifest", f"{location} is not an image manifest with layers",
                                            manifest=manifest.digest))
         return result
-    if len(layers) > MAX_SIGNATURE_LAYERS:
+    max_layers = _max_layers(registry)
+    if len(layers) > max_layers:
         result.problems.append(_problem("too_many_layers", f"{location}: {len(layers)} layers, only the first "
-                                                           f"{MAX_SIGNATURE_LAYERS} were read"))
-    for descriptor in layers[:MAX_SIGNATURE_LAYERS]:
+                                                           f"{max_layers} were read (PROVENANCE_MAX_LAYERS)"))
+    for descriptor in layers[:max_layers]:
         result.evidence.append(_read_layer(registry, repository, descriptor, spec=spec, location=location,
                                            covers=digest, level=level, manifest=manifest.digest))
     return result
@@ -378,7 +396,15 @@ def find_cosign_evidence(
 # OCI referrers
 
 
-def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tuple[list[Digest], _Found]:
+def _refused(found: _Found, err: ProvenanceError, location: str, covers: Digest, level: Level) -> None:
+    """A referrers place the registry refused to show: it may hold signatures, so the image is not unsigned."""
+    if isinstance(err, AuthenticationError):
+        found.evidence.append(_unreadable(Kind.SIGNATURE, Format.REFERRER, location, covers, level, Digest.of(b""),
+                                          err.code, f"{location}: {err.message}"))
+
+
+def _referrer_digests(registry: Registry, repository: str, digest: Digest,
+                      level: Level = Level.IMAGE) -> tuple[list[Digest], _Found]:
     """The manifest digests of ``digest``'s referrers: from the API when the registry has one, and the tag."""
     found = _Found()
     digests: list[Digest] = []
@@ -392,6 +418,7 @@ def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tu
                 raise
             found.state[key] = f"error:{err.code}"
             found.problems.append(_problem(err.code, f"referrers of {repository}@{digest}: {err.message}"))
+            _refused(found, err, f"referrers API of {repository}@{digest}", digest, level)
             listed = None
         else:
             if listed is None:
@@ -413,6 +440,7 @@ def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tu
             raise
         found.state[key] = f"error:{err.code}"
         found.problems.append(_problem(err.code, f"referrers index {location}: {err.message}"))
+        _refused(found, err, location, digest, level)
     else:
         found.state[key] = str(index.digest)
         entries = index.json.get("manifests")
@@ -421,10 +449,12 @@ def _referrer_digests(registry: Registry, repository: str, digest: Digest) -> tu
         else:
             digests.extend(_descriptor_digests(entries, f"referrers index {location}", found))
     unique = list(dict.fromkeys(digests))
-    if len(unique) > MAX_REFERRERS:
-        found.problems.append(_problem("too_many_referrers", f"{repository}@{digest} has {len(unique)} referrers; "
-                                                             f"only the first {MAX_REFERRERS} were read"))
-    return unique[:MAX_REFERRERS], found
+    max_referrers = _limit(registry, "max_referrers", MAX_REFERRERS)
+    if len(unique) > max_referrers:
+        found.problems.append(_problem("too_many_referrers", f"{repository}@{digest} has more than {max_referrers} "
+                                                             f"referrers; only the first {max_referrers} were read "
+                                                             "(PROVENANCE_MAX_REFERRERS)"))
+    return unique[:max_referrers], found
 
 
 def _descriptor_digests(entries: Iterable[object], what: str, found: _Found) -> list[Digest]:
@@ -449,7 +479,7 @@ def find_referrers(registry: Registry, repository: str, digest: Digest, *, level
 
 
 def _find_referrers(registry: Registry, repository: str, digest: Digest, level: Level) -> _Found:
-    digests, found = _referrer_digests(registry, repository, digest)
+    digests, found = _referrer_digests(registry, repository, digest, level)
     for manifest_digest in digests:
         found.extend(_read_referrer(registry, repository, manifest_digest, covers=digest, level=level))
     return found
@@ -483,7 +513,7 @@ def _read_referrer(registry: Registry, repository: str, manifest_digest: Digest,
                                               manifest_digest, "malformed_bundle",
                                               f"{location}: Sigstore bundle manifest without a bundle layer",
                                               manifest=manifest_digest))
-        for descriptor in bundle_layers[:MAX_SIGNATURE_LAYERS]:
+        for descriptor in bundle_layers[:_max_layers(registry)]:
             found.evidence.append(_read_bundle(registry, repository, descriptor, annotations, location=location,
                                                covers=covers, level=level, manifest=manifest_digest))
         return found
@@ -494,7 +524,7 @@ def _read_referrer(registry: Registry, repository: str, manifest_digest: Digest,
                                               f"{location}: Notation signature without a signature layer",
                                               manifest=manifest_digest))
         spec = _TagKind("", Kind.SIGNATURE, Format.NOTATION, None, MAX_SIGNATURE_LAYER_BYTES)
-        for descriptor in layers[:MAX_SIGNATURE_LAYERS]:
+        for descriptor in layers[:_max_layers(registry)]:
             found.evidence.append(_read_layer(registry, repository, _with_annotations(descriptor, annotations),
                                               spec=spec, location=location, covers=covers, level=level,
                                               manifest=manifest_digest))
@@ -590,7 +620,7 @@ def _find_buildkit(registry: Registry, repository: str, index: Manifest, descrip
                                           manifest=descriptor.digest))
         return found
     spec = _TagKind("", Kind.ATTESTATION, Format.BUILDKIT, IN_TOTO_MEDIA_TYPE, MAX_ATTESTATION_BYTES)
-    for layer in layers[:MAX_SIGNATURE_LAYERS]:
+    for layer in layers[:_max_layers(registry)]:
         found.evidence.append(_read_layer(registry, repository, layer, spec=spec, location=location, covers=covers,
                                           level=Level.PLATFORM, manifest=manifest.digest))
     return found

@@ -74,3 +74,20 @@ class VerificationError(ProvenanceError):
     """Evidence parsed but did not verify."""
 
     code = "invalid"
+
+
+class EgressRefusedError(AccessError):
+    """A connection was refused by the egress rules: a private, loopback or link-local address, or a redirect to
+    a host the source does not allow."""
+
+    code = "egress_refused"
+
+
+class LimitExceededError(ProvenanceError):
+    """A configured budget (tags, pages, referrers, layers, bytes, seconds) was used up; ``limit`` names it."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.limit = limit

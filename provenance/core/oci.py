@@ -12,6 +12,15 @@ Security notes that shaped this module:
   origin, credentials only to the registry and to the token realm it names, never over plain HTTP unless the
   client was built with ``insecure=True``.
 * httpx exceptions are translated once, here, into :mod:`provenance.core.errors`.
+* Egress: redirects are followed only within the registry's origin or to hosts named in ``redirect_hosts``
+  (blob storage: Docker Hub, GHCR, ECR, GCR and Artifact Registry answer blob GETs with a redirect to a CDN or
+  bucket), at most five, never from HTTPS to HTTP. Unless ``allow_private`` is set, every connection (to the
+  registry, a redirect target, a token realm) is refused when the name resolves to a loopback, private,
+  link-local or otherwise non-global address; the address is checked when the socket is opened, so a DNS answer
+  that changes between check and use cannot get around it. Error bodies are never kept: a message carries the
+  HTTP status and at most the registry's OCI error code.
+* Budgets: tags and pages of a listing, referrers, bytes and seconds per request are capped; :class:`Budget` and
+  :class:`Metered` cap bytes and seconds per image and per scan.
 """
 
 from __future__ import annotations
@@ -19,10 +28,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
+import fnmatch
+import ipaddress
 import json
 import logging
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -31,10 +43,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from provenance.core.errors import (
     AuthenticationError,
+    EgressRefusedError,
+    LimitExceededError,
     MalformedEvidenceError,
     NotFoundError,
     RegistryError,
@@ -47,8 +62,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "MANIFEST_ACCEPT",
+    "Budget",
     "Descriptor",
+    "ListingTruncatedError",
     "Manifest",
+    "Metered",
     "Registry",
     "RegistryClient",
     "load_json_object",
@@ -65,7 +83,13 @@ MANIFEST_ACCEPT = ", ".join(
 DEFAULT_MAX_JSON_DEPTH = 64
 # Error bodies are only read for their message; a registry cannot make us read more than this.
 _MAX_ERROR_BODY = 8 * 1024
-_MAX_PAGES = 1000
+DEFAULT_MAX_PAGES = 100
+DEFAULT_MAX_TAGS = 10_000
+DEFAULT_MAX_REFERRERS = 1_000
+DEFAULT_MAX_REQUEST_SECONDS = 120.0
+_MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_OCI_ERROR_CODE_RE = re.compile(r"^[A-Z][A-Z_]{0,39}$")
 _MAX_RETRY_WAIT = 30.0
 _TOKEN_EXPIRY_MARGIN = 10.0
 _DEFAULT_TOKEN_LIFETIME = 60.0  # what the token spec says to assume when expires_in is absent
@@ -368,6 +392,12 @@ class RegistryClient:
         backoff: float = 0.5,
         max_connections: int = 20,
         transport: httpx.BaseTransport | None = None,
+        allow_private: bool = True,
+        redirect_hosts: tuple[str, ...] = (),
+        max_tags: int = DEFAULT_MAX_TAGS,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_referrers: int = DEFAULT_MAX_REFERRERS,
+        max_request_seconds: float = DEFAULT_MAX_REQUEST_SECONDS,
     ) -> None:
         registry = _REGISTRY_ALIASES.get(registry, registry)
         if not isinstance(registry, str) or not _HOST_RE.match(registry):
@@ -380,6 +410,12 @@ class RegistryClient:
         self.max_blob_bytes = max_blob_bytes
         self.retries = max(0, retries)
         self.backoff = backoff
+        self.allow_private = allow_private
+        self.redirect_hosts = tuple(h.strip().lower() for h in redirect_hosts if h.strip())
+        self.max_tags = max(1, max_tags)
+        self.max_pages = max(1, max_pages)
+        self.max_listed_referrers = max(1, max_referrers)
+        self.max_request_seconds = max(0.001, max_request_seconds)
         self._base = f"{'http' if insecure else 'https'}://{registry}"
         self._origin = urlsplit(self._base)
         self._username = username
@@ -397,12 +433,17 @@ class RegistryClient:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             verify=verify,
-            # Blob GETs may redirect to storage; httpx drops Authorization when the origin changes.
-            follow_redirects=True,
+            # Redirects are followed by _request, under the egress rules (blob GETs may redirect to storage).
+            follow_redirects=False,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"User-Agent": "provenance-oci/1"},
             transport=transport,
         )
+        if transport is None:
+            # Check the address of every connection as it is opened (proxied requests are the proxy's to check).
+            pool = getattr(self._http._transport, "_pool", None)
+            if isinstance(pool, httpcore.ConnectionPool):
+                pool._network_backend = _GuardedBackend(allow_private=allow_private, registry=registry)
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -522,8 +563,9 @@ class RegistryClient:
     def list_tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
         """Return every tag of ``repository``, following ``Link: <...>; rel="next"`` pages.
 
-        Raises :class:`NotFoundError` when the repository is unknown, :class:`RegistryError` when a page is not
-        the expected JSON or a next link leaves the registry, and the usual auth and transient errors.
+        Raises :class:`ListingTruncatedError` (carrying the tags read so far) past ``max_tags`` tags or
+        ``max_pages`` pages, :class:`NotFoundError` when the repository is unknown, :class:`RegistryError` when a
+        page is not the expected JSON or a next link leaves the registry, and the usual auth and transient errors.
         """
         repository = validate_repository(repository)
         url = f"{self._base}/v2/{repository}/tags/list"
@@ -531,12 +573,23 @@ class RegistryClient:
             url += f"?n={int(page_size)}"
         what = f"tags of {repository}"
         tags: list[str] = []
-        for reply in self._pages(url, scope=_pull_scope(repository), what=what, headers={}):
+        pages = self._pages(url, scope=_pull_scope(repository), what=what, headers={})
+        while True:
+            try:
+                reply = next(pages)
+            except StopIteration:
+                break
+            except ListingTruncatedError as err:
+                raise ListingTruncatedError(err.message, limit=err.limit, partial=tags[: self.max_tags]) from err
             body = _load_registry_json(reply.body, what=f"{what} on {self.registry}")
             page = body.get("tags") or []  # distribution answers "tags": null for a repository without tags
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise RegistryError(f"{what} on {self.registry}: 'tags' is not a list of strings")
             tags.extend(page)
+            if len(tags) > self.max_tags:
+                raise ListingTruncatedError(
+                    f"{what} on {self.registry}: more than {self.max_tags} tags; only the first {self.max_tags} "
+                    "were read", limit="max_tags", partial=tags[: self.max_tags])
         return tags
 
     def referrers(
@@ -569,6 +622,10 @@ class RegistryClient:
                     raise RegistryError(f"{what} on {self.registry}: 'manifests' is not a list of objects")
                 found.extend(manifests)
                 filtered = filtered or "artifactType" in reply.headers.get("OCI-Filters-Applied", "")
+                if len(found) > self.max_listed_referrers:
+                    # One more than the limit, so that the caller can tell there were more; no further pages.
+                    found = found[: self.max_listed_referrers + 1]
+                    break
         except NotFoundError:
             with self._lock:
                 self._no_referrers_api.add(repository)
@@ -666,8 +723,8 @@ class RegistryClient:
     # -- plumbing -------------------------------------------------------------------------------------------------
 
     def _pages(self, url: str, *, scope: str, what: str, headers: dict[str, str]) -> Iterator[_Reply]:
-        """Yield successive pages of a paginated JSON listing (checked replies)."""
-        for _ in range(_MAX_PAGES):
+        """Yield successive pages of a paginated JSON listing (checked replies); at most ``max_pages``."""
+        for _ in range(self.max_pages):
             reply = self._request(
                 "GET", url, scope=scope, headers=headers, max_bytes=self.max_manifest_bytes, what=what
             )
@@ -678,7 +735,29 @@ class RegistryClient:
                 return
             # The next link is relative to the page; it must not take our credentials elsewhere.
             url = self._same_origin(urljoin(str(reply.url), match.group(1)), what=what)
-        raise RegistryError(f"{what} on {self.registry}: more than {_MAX_PAGES} pages")
+        raise ListingTruncatedError(f"{what} on {self.registry}: more than {self.max_pages} pages; only the first "
+                                    f"{self.max_pages} were read", limit="max_pages")
+
+    def _redirect_target(self, current: str, location: str, *, what: str) -> str:
+        """Where a redirect may take a request: the registry's own origin, or a host ``redirect_hosts`` allows
+        (patterns like ``*.s3.amazonaws.com``); never from HTTPS to HTTP. Raises :class:`RegistryError`
+        (``redirect_refused``) otherwise; the refused URL's path and query are not repeated."""
+        if not location:
+            raise RegistryError(f"{what}: {self.registry} sent a redirect without a Location", code="redirect_refused")
+        target = urlsplit(urljoin(current, location.strip()))
+        if target.netloc == self._origin.netloc and target.scheme in ("http", "https"):
+            return target._replace(scheme=self._origin.scheme).geturl()
+        host = (target.hostname or "").lower()
+        if target.scheme not in ("http", "https") or not host:
+            raise RegistryError(f"{what}: {self.registry} redirected to an unusable URL", code="redirect_refused")
+        if target.scheme == "http" and not self.insecure:
+            raise RegistryError(f"{what}: {self.registry} redirected from HTTPS to plain HTTP ({host[:100]})",
+                                code="redirect_refused")
+        if not any(fnmatch.fnmatchcase(host, pattern) for pattern in self.redirect_hosts):
+            raise RegistryError(
+                f"{what}: {self.registry} redirected to another host ({host[:100]}), which is not an allowed "
+                "redirect host (PROVENANCE_REDIRECT_HOSTS)", code="redirect_refused")
+        return target.geturl()
 
     def _same_origin(self, url: str, *, what: str) -> str:
         """Resolve ``url`` against the registry and refuse it when it points at another host."""
@@ -693,12 +772,14 @@ class RegistryClient:
         status = reply.status
         if 200 <= status < 300:
             return
-        detail = _error_detail(reply.body)
-        suffix = f": {detail}" if detail else ""
+        # Only the status and the registry's OCI error code: an error body is the server's text (an internal
+        # service's page, behind a redirect or a hostile registry), never stored or shown.
+        code = _error_code(reply.body)
+        suffix = f" ({code})" if code else ""
         if status in (401, 403):
             raise AuthenticationError(f"authentication failed for {self.registry}: {what}: HTTP {status}{suffix}")
         if status == 404:
-            raise NotFoundError(f"{what} not found on {self.registry}{suffix}")
+            raise NotFoundError(f"{what} not found on {self.registry} (HTTP 404{', ' + code if code else ''})")
         if status == 429 or status >= 500:
             raise TransientError(f"{what}: {self.registry} answered HTTP {status}{suffix}")
         raise RegistryError(f"{what}: {self.registry} answered HTTP {status}{suffix}")
@@ -720,7 +801,9 @@ class RegistryClient:
         here is safe to repeat (reads, and content-addressed writes), so all of them are retried.
         """
         attempt = 0
+        redirects = 0
         authenticated = False  # whether credentials were freshly obtained for this request
+        deadline = time.monotonic() + self.max_request_seconds
         while True:
             auth = self._auth_headers(scope, url)
             request = self._http.build_request(method, url, headers=auth | (headers or {}), content=content)
@@ -728,6 +811,14 @@ class RegistryClient:
                 response = self._http.send(request, stream=True)
                 try:
                     status = response.status_code
+                    if status in _REDIRECT_STATUSES and method in ("GET", "HEAD"):
+                        _drain(response)
+                        redirects += 1
+                        if redirects > _MAX_REDIRECTS:
+                            raise RegistryError(f"{what}: {self.registry} redirected more than {_MAX_REDIRECTS} "
+                                                "times", code="too_many_redirects")
+                        url = self._redirect_target(url, response.headers.get("Location", ""), what=what)
+                        continue
                     if status == 401 and not authenticated:
                         # Authenticate once; a cached token that was refused is replaced once, too.
                         _drain(response)
@@ -743,7 +834,8 @@ class RegistryClient:
                             time.sleep(wait)
                             continue
                     ok = 200 <= status < 300
-                    body = _read_capped(response, max_bytes if ok else _MAX_ERROR_BODY, what=what, strict=ok)
+                    body = _read_capped(response, max_bytes if ok else _MAX_ERROR_BODY, what=what, strict=ok,
+                                        deadline=deadline)
                     return _Reply(status, response.headers, body, response.url)
                 finally:
                     response.close()
@@ -934,8 +1026,10 @@ def _parse_retry_after(value: str) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _read_capped(response: httpx.Response, max_bytes: int, *, what: str, strict: bool) -> bytes:
-    """Read a streamed body up to ``max_bytes``.
+def _read_capped(response: httpx.Response, max_bytes: int, *, what: str, strict: bool,
+                 deadline: float | None = None) -> bytes:
+    """Read a streamed body up to ``max_bytes``, and (with ``deadline``, a ``time.monotonic()`` value) for no
+    longer than until then: a registry that trickles its answer is cut off (:class:`LimitExceededError`).
 
     With ``strict`` a longer body is an error (``too_large``), checked against Content-Length before reading
     and against the bytes while streaming; otherwise (error bodies) it is truncated.
@@ -948,6 +1042,9 @@ def _read_capped(response: httpx.Response, max_bytes: int, *, what: str, strict:
     chunks: list[bytes] = []
     total = 0
     for chunk in response.iter_bytes():
+        if deadline is not None and time.monotonic() > deadline:
+            raise LimitExceededError(f"{what}: the answer took longer than the per-request limit",
+                                     limit="max_request_seconds")
         total += len(chunk)
         if total > max_bytes:
             if strict:
@@ -971,21 +1068,208 @@ def _load_registry_json(body: bytes, *, what: str) -> dict[str, Any]:
         raise RegistryError(err.message) from err
 
 
-def _error_detail(body: bytes) -> str:
-    """A short, single-line summary of a registry error body (its ``errors[].code/message``)."""
-    if not body:
+def _error_code(body: bytes) -> str:
+    """The registry's first OCI error code (``MANIFEST_UNKNOWN``, ``DENIED``, ...) from an error body, or "".
+
+    Nothing else of the body is kept: only a short upper-case token, so that no server text reaches a message.
+    """
+    if not body or len(body) > _MAX_ERROR_BODY:
         return ""
     try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        text = body.decode("utf-8", "replace")
-    else:
-        errors = parsed.get("errors") if isinstance(parsed, dict) else None
-        if isinstance(errors, list) and errors:
-            text = "; ".join(
-                f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors[:3] if isinstance(e, dict)
-            )
-        else:
-            text = body.decode("utf-8", "replace")
-    text = " ".join(text.split())
-    return text[:200]
+        parsed = load_json_object(body, max_depth=8, code="error_body", what="error body")
+    except MalformedEvidenceError:
+        return ""
+    errors = parsed.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    code = first.get("code") if isinstance(first, dict) else None
+    return code if isinstance(code, str) and _OCI_ERROR_CODE_RE.match(code) else ""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Egress and budgets
+
+
+class ListingTruncatedError(LimitExceededError):
+    """A tag listing went past ``max_tags`` or ``max_pages``; ``partial`` holds the tags read before the limit."""
+
+    def __init__(self, message: str, *, limit: str, partial: list[str] | None = None) -> None:
+        super().__init__(message, limit=limit)
+        self.partial = list(partial or [])
+
+
+def is_public_address(address: str) -> bool:
+    """Whether ``address`` (an IP literal) is a global unicast address: not loopback, private, link-local,
+    shared, reserved, multicast or unspecified (IPv4-mapped IPv6 addresses are judged as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(ip.is_global) and not ip.is_multicast
+
+
+def _checked_address(host: str, port: int, *, allow_private: bool, registry: str) -> str:
+    """Resolve ``host`` and return an address to connect to; refuse non-global ones unless ``allow_private``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {err}") from err
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise httpcore.ConnectError(f"cannot resolve {host}")
+    if not allow_private:
+        refused = [a for a in addresses if not is_public_address(a)]
+        if refused:
+            # Any non-global answer refuses the name: a host that resolves to both must not be a way in.
+            raise EgressRefusedError(
+                f"connection to {host[:100]}:{port} (for {registry}) refused: it resolves to a loopback, private "
+                "or link-local address (allowed only with PROVENANCE_ALLOW_PRIVATE_REGISTRIES=1)")
+    return addresses[0]
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend, checking each address as the connection is opened (no DNS rebinding window:
+    the socket connects to the address that was checked; TLS still verifies the original host name)."""
+
+    def __init__(self, *, allow_private: bool, registry: str) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._allow_private = allow_private
+        self._registry = registry
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        address = _checked_address(host, port, allow_private=self._allow_private, registry=self._registry)
+        return self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                       socket_options=socket_options)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        raise EgressRefusedError("unix sockets are not registries")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class Budget:
+    """What one unit of work (an image, a scan) may spend: bytes fetched and wall time; thread-safe.
+
+    ``bytes_limit`` and ``seconds_limit`` name the limits in messages (the settings that set them). A child
+    budget (an image within a scan) charges its parent too, and is used up when the parent is.
+    """
+
+    def __init__(self, *, max_bytes: int | None = None, max_seconds: float | None = None, what: str = "image",
+                 bytes_limit: str = "max_bytes", seconds_limit: str = "max_seconds",
+                 parent: Budget | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.what = what
+        self.bytes_limit = bytes_limit
+        self.seconds_limit = seconds_limit
+        self.parent = parent
+        self.spent = 0
+        self._max_seconds = max_seconds
+        self._deadline = time.monotonic() + max_seconds if max_seconds is not None else None
+        self._lock = threading.Lock()
+
+    def remaining(self) -> int | None:
+        """Bytes that may still be fetched (the smaller of this budget's and its parent's), None for unlimited."""
+        with self._lock:
+            mine = None if self.max_bytes is None else max(0, self.max_bytes - self.spent)
+        theirs = self.parent.remaining() if self.parent is not None else None
+        if mine is None:
+            return theirs
+        return mine if theirs is None else min(mine, theirs)
+
+    def check(self) -> None:
+        """Raise :class:`LimitExceededError` when the time or the bytes are used up (here or in the parent)."""
+        if self.parent is not None:
+            self.parent.check()
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise LimitExceededError(f"this {self.what} took longer than {self._max_seconds:g}s "
+                                     f"({self.seconds_limit}); it was stopped", limit=self.seconds_limit)
+        with self._lock:
+            over = self.max_bytes is not None and self.spent >= self.max_bytes
+        if over:
+            raise self.exceeded()
+
+    def exceeded(self) -> LimitExceededError:
+        """The error for a byte budget used up (this one's, or the parent's when that is the smaller)."""
+        if self.parent is not None and self.parent.remaining() == 0:
+            return self.parent.exceeded()
+        return LimitExceededError(f"this {self.what} fetched {self.max_bytes} bytes, its limit "
+                                  f"({self.bytes_limit}); the rest was not fetched", limit=self.bytes_limit)
+
+    def charge(self, count: int) -> None:
+        """Count ``count`` bytes fetched (here and in the parent)."""
+        with self._lock:
+            self.spent += count
+        if self.parent is not None:
+            self.parent.charge(count)
+
+
+class Metered:
+    """A :class:`Registry` that spends a :class:`Budget`: each request first checks it, each manifest and blob
+    is charged to it, and a blob is fetched at most once (later requests for its digest reuse the bytes).
+
+    ``max_layers`` and ``max_referrers`` are read by discovery as the per-manifest limits of this work.
+    """
+
+    def __init__(self, registry: Registry, budget: Budget, *, max_layers: int | None = None,
+                 max_referrers: int | None = None) -> None:
+        self._registry = registry
+        self.budget = budget
+        self.max_layers = max_layers
+        self.max_referrers = max_referrers
+        self._blobs: dict[Digest, bytes] = {}
+        self._lock = threading.Lock()
+        inner_referrers = getattr(registry, "referrers", None)
+        if inner_referrers is not None:
+            def referrers(repository: str, digest: Digest, **kwargs: Any) -> Any:
+                self.budget.check()
+                return inner_referrers(repository, digest, **kwargs)
+
+            self.referrers = referrers
+
+    def get_manifest(self, repository: str, reference: str | Digest) -> Manifest:
+        self.budget.check()
+        manifest = self._registry.get_manifest(repository, reference)
+        self.budget.charge(len(manifest.data))
+        return manifest
+
+    def head_manifest(self, repository: str, reference: str | Digest) -> Digest | None:
+        self.budget.check()
+        head = getattr(self._registry, "head_manifest", None)
+        if head is None:
+            try:
+                return self.get_manifest(repository, reference).digest
+            except NotFoundError:
+                return None
+        result: Digest | None = head(repository, reference)
+        return result
+
+    def get_blob(self, repository: str, digest: Digest, *, max_bytes: int | None = None) -> bytes:
+        with self._lock:
+            cached = self._blobs.get(digest)
+        if cached is not None:
+            if max_bytes is not None and len(cached) > max_bytes:
+                raise MalformedEvidenceError(f"blob {repository}@{digest} is over the {max_bytes} byte limit",
+                                             code="too_large")
+            return cached
+        self.budget.check()
+        remaining = self.budget.remaining()
+        limited = remaining is not None and (max_bytes is None or remaining < max_bytes)
+        try:
+            data = self._registry.get_blob(repository, digest, max_bytes=remaining if limited else max_bytes)
+        except MalformedEvidenceError as err:
+            if limited and err.code == "too_large":
+                self.budget.charge(remaining or 0)  # used up: the next fetch is refused before it is asked for
+                raise self.budget.exceeded() from err
+            raise
+        self.budget.charge(len(data))
+        with self._lock:
+            self._blobs[digest] = data
+        return data
+
+    def list_tags(self, repository: str) -> list[str]:
+        self.budget.check()
+        return self._registry.list_tags(repository)

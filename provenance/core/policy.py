@@ -59,7 +59,6 @@ import binascii
 import fnmatch
 import functools
 import hashlib
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -73,6 +72,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from provenance.core.errors import ProvenanceError
+from provenance.core.jsonbounds import loads as json_loads
 from provenance.core.names import image_names
 from provenance.core.rego import RegoDecision, RegoError, RegoPolicy, compile_rego, defines_rule
 from provenance.core.statements import parse_statement
@@ -1402,11 +1402,11 @@ def statement_from_layer(layer: SignedLayer) -> dict[str, Any] | None:
     Only call this for a layer whose signature verified: the payload is what was signed.
     """
     try:
-        envelope = json.loads(layer.payload)
+        envelope = json_loads(layer.payload)
         if isinstance(envelope, dict) and isinstance(envelope.get("dsseEnvelope"), dict):
             envelope = envelope["dsseEnvelope"]  # a Sigstore bundle holding a DSSE envelope
         payload = base64.b64decode(envelope["payload"], validate=True)
-        statement = json.loads(payload)
+        statement = json_loads(payload)
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         return None
     return statement if isinstance(statement, dict) else None

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from provenance.core.errors import TrustRootError
+from provenance.core.jsonbounds import loads as json_loads
 
 if TYPE_CHECKING:  # importing sigstore costs ~0.5 s; only do it when a sigstore object is needed
     from sigstore.models import TrustedRoot as SigstoreTrustedRoot
@@ -286,7 +287,7 @@ class SigningConfig:
                                  f"{MAX_TRUST_ROOT_BYTES} allowed", code="signing_config_malformed")
         parser = _Parser(name, what="signing config", code="signing_config_malformed")
         try:
-            doc = json.loads(data)
+            doc = json_loads(data)
         except (ValueError, UnicodeDecodeError) as err:
             parser.fail("", f"not valid JSON: {err}")
         if not isinstance(doc, dict):
@@ -338,7 +339,7 @@ def _load(data: bytes, name: str) -> TrustRoot:
             code="trust_root_too_large",
         )
     try:
-        doc = json.loads(data)
+        doc = json_loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise TrustRootError(f"trust root {name!r} is not valid JSON: {err}", code="trust_root_malformed") from err
     parser = _Parser(name)

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -43,7 +44,7 @@ from provenance.core.errors import (
     ProvenanceError,
     TransientError,
 )
-from provenance.core.oci import Registry, RegistryClient, signature_place
+from provenance.core.oci import Budget, ListingTruncatedError, Metered, Registry, RegistryClient, signature_place
 from provenance.core.ocilayout import OciLayout, extract_layout_tar
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
@@ -60,8 +61,9 @@ log = logging.getLogger(__name__)
 _EVIDENCE_TAG = re.compile(r"^sha(256|384|512)-[0-9a-f]{64,128}(\.[a-z]+)?$")
 MAX_PROBLEMS = 500
 MAX_CHUNK_ATTEMPTS = 3
-_FLUSH_SECONDS = 0.5
-_STORE_BATCH = 50  # changed digests stored together  # how often a running scan's counters reach its row
+MAX_PENDING_RESENDS = 4  # timeouts a scan may stay pending (sent again after each) before it is failed
+_FLUSH_SECONDS = 0.5  # how often a running scan's counters reach its row
+_STORE_BATCH = 50  # changed digests stored together
 MAX_NEWEST = 10_000
 
 
@@ -131,6 +133,24 @@ def _signature_place(signature_repository: str, default_registry: str) -> tuple[
 
 
 
+def layout_location(location: str) -> Path:
+    """The resolved path of a layout (directory or tar) source, if it lies below one of PROVENANCE_LAYOUT_DIRS.
+
+    Symbolic links are followed before the check. Raises :class:`MalformedEvidenceError` (``layout_not_allowed``)
+    otherwise: a layout source reads files on this server, so only the directories an operator named may be read.
+    """
+    allowed = [Path(d).resolve() for d in getattr(settings, "PROVENANCE_LAYOUT_DIRS", []) if d]
+    path = Path(location)
+    if not allowed:
+        raise MalformedEvidenceError("OCI layout sources are not enabled on this server (PROVENANCE_LAYOUT_DIRS is "
+                                     "empty)", code="layout_not_allowed")
+    resolved = path.resolve() if path.is_absolute() else None
+    if resolved is None or not any(resolved == d or resolved.is_relative_to(d) for d in allowed):
+        raise MalformedEvidenceError("OCI layout sources must be absolute paths below the directories in "
+                                     "PROVENANCE_LAYOUT_DIRS", code="layout_not_allowed")
+    return resolved
+
+
 @transaction.atomic
 def create_source(
     *,
@@ -161,9 +181,11 @@ def create_source(
     elif kind == Source.Kind.REPOSITORY:
         _split_repository(location)
     elif kind == Source.Kind.LAYOUT:
+        layout_location(location)  # before looking: whether a path exists elsewhere is not for API users to learn
         if not (Path(location) / "index.json").is_file():
             raise MalformedEvidenceError(f"{location!r} is not an OCI image layout (no index.json)", code="bad_layout")
     elif kind == Source.Kind.LAYOUT_TAR:
+        layout_location(location)
         if not Path(location).is_file() or not tarfile.is_tarfile(location):
             raise MalformedEvidenceError(f"{location!r} is not a tar file", code="bad_layout")
     else:
@@ -312,7 +334,33 @@ def sweep_stuck_scans(*, older_than: timedelta | None = None) -> int:
                                           scan__state=Scan.State.RUNNING):
         scan_chunk.delay(chunk.pk)  # claim_chunk makes a duplicate message harmless
         touched.add(chunk.scan_id)
-    return swept + len(touched)
+    return swept + len(touched) + _sweep_pending_scans()
+
+
+def _sweep_pending_scans() -> int:
+    """Scans no worker picked up (a broker that lost its queue, e.g. Redis restarted without persistence).
+
+    A scan pending longer than PROVENANCE_PENDING_SCAN_TIMEOUT is sent again (claim_scan makes a duplicate
+    harmless); one still pending after MAX_PENDING_RESENDS timeouts is failed as ``never_started``, so that it no
+    longer blocks its source's scheduled re-scans (which then start a new one, after the usual interval).
+    """
+    from provenance.sources.tasks import scan_source
+
+    limit = timedelta(seconds=getattr(settings, "PROVENANCE_PENDING_SCAN_TIMEOUT", 900))
+    now = timezone.now()
+    touched = 0
+    for scan_id, created_at in Scan.objects.filter(state=Scan.State.PENDING, created_at__lt=now - limit
+                                                   ).values_list("pk", "created_at"):
+        if created_at < now - limit * MAX_PENDING_RESENDS:
+            minutes = int((now - created_at).total_seconds() // 60)
+            touched += Scan.objects.filter(pk=scan_id, state=Scan.State.PENDING).update(
+                state=Scan.State.FAILED, error_code="never_started", finished_at=now,
+                error=f"no worker started this scan in {minutes} minutes although it was sent again; was the "
+                      "broker's queue lost (see README: Redis persistence)? The next scheduled scan starts anew")
+        else:
+            scan_source.delay(scan_id)
+            touched += 1
+    return touched
 
 
 def fail_chunk(chunk_id: int, err: ProvenanceError) -> None:
@@ -388,7 +436,20 @@ def _client(source: Source, host: str, *, with_credentials: bool) -> RegistryCli
         ca_certificates=source.ca_certificates or None,
         timeout=float(settings.PROVENANCE_HTTP_TIMEOUT),
         retries=getattr(settings, "PROVENANCE_HTTP_RETRIES", 3),
+        **registry_limits(),
     )
+
+
+def registry_limits() -> dict[str, Any]:
+    """The egress rules and listing budgets every registry client of the application gets, from settings."""
+    return {
+        "allow_private": settings.PROVENANCE_ALLOW_PRIVATE_REGISTRIES,
+        "redirect_hosts": tuple(settings.PROVENANCE_REDIRECT_HOSTS),
+        "max_tags": settings.PROVENANCE_MAX_TAGS,
+        "max_pages": settings.PROVENANCE_MAX_PAGES,
+        "max_referrers": settings.PROVENANCE_MAX_REFERRERS,
+        "max_request_seconds": float(settings.PROVENANCE_MAX_REQUEST_SECONDS),
+    }
 
 
 @contextmanager
@@ -396,6 +457,8 @@ def open_access(source: Source) -> Iterator[Access]:
     """Open a source for reading: registry clients, an OCI layout, or a layout tar extracted to a temporary
     directory (removed afterwards). Raises :class:`ProvenanceError` subclasses."""
     access: Access
+    if source.kind in {Source.Kind.LAYOUT, Source.Kind.LAYOUT_TAR}:
+        layout_location(source.location)  # again: the setting may have changed since the source was made
     if source.kind == Source.Kind.LAYOUT:
         access = Access(OciLayout(Path(source.location)))
     elif source.kind == Source.Kind.LAYOUT_TAR:
@@ -433,7 +496,7 @@ def _scratch_dir() -> Path:
 def open_registry(source: Source) -> Registry:
     """Return the read-side client for a registry or layout-directory source (the caller closes it)."""
     if source.kind == Source.Kind.LAYOUT:
-        return OciLayout(Path(source.location))
+        return OciLayout(layout_location(source.location))
     return _client(source, source.registry_host, with_credentials=True)
 
 
@@ -466,6 +529,20 @@ class Listing:
     existing: dict[str, set[str]] = field(default_factory=dict)
     # Every tag (evidence tags too) per repository: lets discovery skip looking for tags that do not exist.
     listed: dict[str, frozenset[str]] = field(default_factory=dict)
+    # (reference, code, message) of limits the listing hit: what was listed is scanned, the reason is stored.
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _list_tags(registry: Registry, repository: str, problems: list[tuple[str, str, str]]) -> tuple[list[str], bool]:
+    """A repository's tags, and whether that is all of them: a listing cut off at a limit (PROVENANCE_MAX_TAGS,
+    PROVENANCE_MAX_PAGES) keeps what was read and records why."""
+    try:
+        tags, complete = registry.list_tags(repository), True
+    except ListingTruncatedError as err:
+        setting = {"max_tags": "PROVENANCE_MAX_TAGS", "max_pages": "PROVENANCE_MAX_PAGES"}.get(err.limit, err.limit)
+        problems.append((f"tags of {repository}", "limit_exceeded", f"{err.message} ({setting})"))
+        tags, complete = err.partial, False
+    return list(dict.fromkeys(tags)), complete  # a registry may repeat a tag; it is one target
 
 
 def _layout_repository(source: Source) -> str:
@@ -490,15 +567,20 @@ def list_targets(source: Source, access: Access, *, pool: ThreadPoolExecutor | N
         return Listing([Target(repository, t, t) for t in tags], {repository: set(tags)},
                        {repository: frozenset(everything)})
     _, repository = _split_repository(source.location)
-    everything = access.registry.list_tags(repository)
+    problems: list[tuple[str, str, str]] = []
+    everything, complete = _list_tags(access.registry, repository, problems)
     tags = [t for t in everything if not _EVIDENCE_TAG.match(t)]
     selected = [t for t in tags if fnmatch.fnmatchcase(t, source.tag_pattern)] if source.tag_pattern else tags
     if source.newest:
         selected = _newest(access.registry, repository, selected, source.newest, pool)
-    listed = {repository: frozenset(everything)}
+    # A cut-off listing proves neither that a tag is gone nor that an evidence tag is absent: neither is used.
+    listed = {repository: frozenset(everything)} if complete else {}
     if access.signature_repository and access.signature_registry is None:
-        listed[access.signature_repository] = frozenset(access.registry.list_tags(access.signature_repository))
-    return Listing([Target(repository, t, t) for t in sorted(selected)], {repository: set(tags)}, listed)
+        signature_tags, signature_complete = _list_tags(access.registry, access.signature_repository, problems)
+        if signature_complete:
+            listed[access.signature_repository] = frozenset(signature_tags)
+    return Listing([Target(repository, t, t) for t in sorted(selected)], {repository: set(tags)} if complete else {},
+                   listed, problems)
 
 
 def _newest(registry: Registry, repository: str, tags: list[str], count: int,
@@ -640,6 +722,11 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, in
     with open_access(source) as access, ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool:
         listing = list_targets(source, access, pool=pool)
         Scan.objects.filter(pk=scan_id).update(total=len(listing.targets))
+        if listing.problems:
+            noted = _Progress(scan, None)
+            for reference, code, message in listing.problems:
+                noted.problem(reference, code, message, is_error=True)
+            noted.flush()
         regone: list[int] = []
         for repository, existing in listing.existing.items():
             known = artifact_services.current_tags(source, repository)
@@ -650,6 +737,7 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, in
         chunks = [listing.targets[i:i + size] for i in range(0, len(listing.targets), size)]
         if len(chunks) <= 1:
             tracker = _Progress(scan, progress)
+            tracker.messages += [f"{ref}: {code}: {message}" for ref, code, message in listing.problems]
             _process(run, access, listing.targets, listing.listed, pool, tracker)
             tracker.flush()
             if tracker.transient and not tracker.succeeded and listing.targets:
@@ -760,11 +848,17 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
     groups = _resolve(access, targets, pool, tracker, source)
     futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
     stored = artifact_services.stored_trees(source, list(groups))
+    # Bytes fetched and time spent by this scan (by this chunk, of a large one): past either, the images not yet
+    # done stop with the reason, and the task ends before its time limit would kill it.
+    scan_budget = Budget(max_bytes=settings.PROVENANCE_MAX_SCAN_BYTES, what="scan",
+                         bytes_limit="PROVENANCE_MAX_SCAN_BYTES",
+                         max_seconds=float(settings.PROVENANCE_MAX_SCAN_SECONDS),
+                         seconds_limit="PROVENANCE_MAX_SCAN_SECONDS")
     for (repository, digest), group in groups.items():
         artifact, nodes = stored.get((repository, str(digest)), (None, []))
         future = pool.submit(_examine, access, repository, digest, nodes=nodes,
                              stored=artifact.evidence_fingerprint if artifact is not None else "", policy=run.policy,
-                             trust=run.trust, listed=listed)
+                             trust=run.trust, listed=listed, scan_budget=scan_budget)
         futures[future] = (repository, digest, group)
     tags: dict[str, dict[str, Digest]] = {}
     pending: list[_Looked] = []
@@ -838,22 +932,35 @@ class _Trust:
     require_tlog: bool = True
 
 
+def _metered(registry: Registry, budget: Budget) -> Metered:
+    return Metered(registry, budget, max_layers=settings.PROVENANCE_MAX_LAYERS,
+                   max_referrers=settings.PROVENANCE_MAX_REFERRERS)
+
+
 def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tuple[Digest, str]], stored: str,
-             policy: str, trust: _Trust, listed: dict[str, frozenset[str]]) -> _Examined:
-    """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here)."""
+             policy: str, trust: _Trust, listed: dict[str, frozenset[str]],
+             scan_budget: Budget | None = None) -> _Examined:
+    """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here).
+
+    Everything fetched for the image spends its budget (PROVENANCE_MAX_IMAGE_BYTES, _SECONDS) and the scan's."""
+    budget = Budget(max_bytes=settings.PROVENANCE_MAX_IMAGE_BYTES, max_seconds=settings.PROVENANCE_MAX_IMAGE_SECONDS,
+                    bytes_limit="PROVENANCE_MAX_IMAGE_BYTES", seconds_limit="PROVENANCE_MAX_IMAGE_SECONDS",
+                    parent=scan_budget)
+    registry = _metered(access.registry, budget)
+    signature_registry = _metered(access.signature_registry, budget) if access.signature_registry else None
     if stored and nodes:
         current = _combined(
             core_discovery.evidence_fingerprint(
-                access.registry, repository, nodes, signature_repository=access.signature_repository,
-                signature_registry=access.signature_registry, listed_tags=listed,
+                registry, repository, nodes, signature_repository=access.signature_repository,
+                signature_registry=signature_registry, listed_tags=listed,
             ),
             policy,
         )
         if current == stored:
             return _Examined(digest, unchanged=True)
-    found = core_discovery.discover(access.registry, repository, digest,
+    found = core_discovery.discover(registry, repository, digest,
                                     signature_repository=access.signature_repository,
-                                    signature_registry=access.signature_registry, listed_tags=listed)
+                                    signature_registry=signature_registry, listed_tags=listed)
     results = artifact_services.verify_discovery(found, trust_root=trust.trust_root, identity=trust.identity,
                                                  public_keys=trust.public_keys, require_tlog=trust.require_tlog)
     fingerprint = _combined(found.fingerprint, policy) if found.fingerprint else ""

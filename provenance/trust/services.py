@@ -118,14 +118,28 @@ def ensure_builtin_roots() -> None:
             TrustRoot.objects.filter(pk=row.pk).update(tuf_url=url)
 
 
+class TufDisabledError(ProvenanceError):
+    """Refreshing trust roots over TUF is turned off (``PROVENANCE_SIGSTORE_TUF=0``)."""
+
+    code = "tuf_disabled"
+
+
+def check_tuf_enabled() -> None:
+    """Raise :class:`TufDisabledError` when ``PROVENANCE_SIGSTORE_TUF`` is off (an offline or pinned install)."""
+    if not settings.PROVENANCE_SIGSTORE_TUF:
+        raise TufDisabledError("refreshing trust roots over TUF is turned off on this server "
+                               "(PROVENANCE_SIGSTORE_TUF=0); the stored roots stay as they are")
+
+
 def refresh_from_tuf(row_id: int, *, timeout: int | None = None) -> TrustRoot | None:
     """Refresh one root from its TUF repository; on any failure keep the stored root and record why.
 
-    Returns the row (None when it is gone). Never raises a :class:`ProvenanceError`: a refresh that cannot
-    run (no network, a repository that does not verify) is stored on the row as ``refresh_error``.
+    Returns the row (None when it is gone), unchanged and without any request when PROVENANCE_SIGSTORE_TUF is
+    off. Never raises a :class:`ProvenanceError`: a refresh that cannot run (no network, a repository that does
+    not verify) is stored on the row as ``refresh_error``.
     """
     row = TrustRoot.objects.filter(pk=row_id).first()
-    if row is None or not row.tuf_url:
+    if row is None or not row.tuf_url or not settings.PROVENANCE_SIGSTORE_TUF:
         return row
     try:
         fresh = tufroot.fetch_trusted_root(row.tuf_url, metadata_dir=_metadata_dir(row.name),
@@ -181,8 +195,10 @@ def _metadata_dir(name: str) -> Path:
 
 
 def refresh_all_from_tuf() -> dict[str, str]:
-    """Refresh every root that has a TUF repository; returns ``{name: "ok" | error}``."""
-    results = {}
+    """Refresh every root that has a TUF repository; returns ``{name: "ok" | error}`` (nothing when TUF is off)."""
+    results: dict[str, str] = {}
+    if not settings.PROVENANCE_SIGSTORE_TUF:
+        return results
     for row_id in TrustRoot.objects.exclude(tuf_url="").values_list("pk", flat=True):
         row = refresh_from_tuf(row_id)
         if row is not None:

@@ -23,7 +23,8 @@ def test_preview_then_save_a_policy(browser, live_server):
     page.wait_for_selector("#policy-form")
     page.fill("#id_source", issue_policy())
     page.click("button[value=preview]")
-    page.wait_for_function("document.querySelector('#dry-run').innerText.includes('Dry run')")
+    # A selector, not wait_for_function: the page's CSP forbids eval, which Playwright's polling uses.
+    page.wait_for_selector("#dry-run:has-text('Dry run')")
     assert page.url.endswith("/policies/new/")  # swapped in place, no navigation
     preview = page.inner_text("#dry-run")
     assert "2 would change status" in preview and "someone-else" in preview

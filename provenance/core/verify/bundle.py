@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from provenance.core.claims import WorkflowClaims
 from provenance.core.errors import TrustRootError
+from provenance.core.jsonbounds import loads as json_loads
 from provenance.core.trustroot import TrustRoot, spki_sha256
 from provenance.core.types import (
     Digest,
@@ -243,7 +244,7 @@ def _parse(raw: bytes, run: Run) -> _Bundle | None:
             size = f"{len(raw)} bytes" if isinstance(raw, bytes | bytearray) else type(raw).__name__
             raise _Unreadable("bundle_too_large", f"the bundle is {size}; at most {MAX_BUNDLE_BYTES} are accepted")
         try:
-            doc = json.loads(raw)
+            doc = json_loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise _Unreadable("bundle_not_json", f"the bundle is not JSON: {short(str(err))}") from err
         parsed = _read_bundle(bytes(raw), doc)
@@ -376,7 +377,7 @@ def _tlog_entry(item: Any, i: int) -> TlogEntry:
         )
     body_raw = _b64_field(item, "canonicalizedBody", f"{where}.canonicalizedBody")
     try:
-        body = json.loads(body_raw)
+        body = json_loads(body_raw)
         if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
             body = None
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -478,7 +479,7 @@ def _check_content(parsed: _Bundle, target: _Target, run: Run) -> dict[str, Any]
         )
         return None
     try:
-        statement = json.loads(envelope.payload)
+        statement = json_loads(envelope.payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
         run.fail(
             Stage.FORMAT,

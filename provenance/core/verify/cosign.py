@@ -32,6 +32,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from provenance.core.errors import MalformedEvidenceError
+from provenance.core.jsonbounds import loads as json_loads
 from provenance.core.trustroot import TrustRoot, spki_sha256
 from provenance.core.types import (
     ANNOTATION_BUNDLE,
@@ -250,7 +251,7 @@ def layers_from_download(data: bytes) -> list[SignedLayer]:
     the document is not such a list or a payload is not base64.
     """
     try:
-        doc = json.loads(data)
+        doc = json_loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise MalformedEvidenceError(f"cosign download output is not JSON: {err}", code="download_malformed") from err
     if not isinstance(doc, list) or not all(isinstance(item, dict) for item in doc):
@@ -337,7 +338,7 @@ def _admit(layer: SignedLayer, run: Run, *, media_type: str, limit: int) -> bool
 
 def _parse_simple_signing(layer: SignedLayer, run: Run) -> dict[str, Any] | None:
     try:
-        payload = json.loads(layer.payload)
+        payload = json_loads(layer.payload)
     except (ValueError, UnicodeDecodeError) as err:
         run.fail(
             Stage.FORMAT,
@@ -376,14 +377,16 @@ def _parse_simple_signing(layer: SignedLayer, run: Run) -> dict[str, Any] | None
 def _parse_envelope(layer: SignedLayer, run: Run) -> Envelope | None:
     hint = "the layer is not a cosign attestation (a DSSE envelope)"
     try:
-        doc = json.loads(layer.payload)
+        doc = json_loads(layer.payload)
     except (ValueError, UnicodeDecodeError) as err:
         run.fail(Stage.FORMAT, "envelope_unreadable", f"the DSSE envelope is not JSON: {err}", hint, MALFORMED)
         return None
     payload_type = doc.get("payloadType") if isinstance(doc, dict) else None
     raw_signatures = doc.get("signatures") if isinstance(doc, dict) else None
     payload = b64decode(doc.get("payload")) if isinstance(doc, dict) else None
-    signatures = [b64decode(s.get("sig")) if isinstance(s, dict) else None for s in raw_signatures or []]
+    if not isinstance(raw_signatures, list):
+        raw_signatures = []  # absent, or not a list: no signatures (reported below)
+    signatures = [b64decode(s.get("sig")) if isinstance(s, dict) else None for s in raw_signatures]
     if not isinstance(payload_type, str) or payload is None or not signatures or None in signatures:
         run.fail(
             Stage.FORMAT,
@@ -404,7 +407,7 @@ def _parse_envelope(layer: SignedLayer, run: Run) -> Envelope | None:
         )
         return envelope
     try:
-        statement = json.loads(payload)
+        statement = json_loads(payload)
     except (ValueError, UnicodeDecodeError) as err:
         run.fail(Stage.FORMAT, "statement_unreadable", f"the in-toto statement is not JSON: {err}", hint, MALFORMED)
         return envelope
@@ -464,7 +467,7 @@ def _rekor_entry(layer: SignedLayer, run: Run, kinds: frozenset[tuple[str, str]]
         return None
     hint = "the Rekor bundle annotation is damaged; re-sign, or fetch the entry from the log"
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
         payload = doc["Payload"]
         entry = _Entry(
             set_signature=b64decode_strict(doc["SignedEntryTimestamp"]),
@@ -494,7 +497,7 @@ def _rekor_entry(layer: SignedLayer, run: Run, kinds: frozenset[tuple[str, str]]
     run.extra["log_index"] = str(entry.log_index)
     run.extra["log_id"] = entry.log_id
     try:
-        body = json.loads(base64.b64decode(entry.body_b64, validate=True))
+        body = json_loads(base64.b64decode(entry.body_b64, validate=True))
         if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
             raise ValueError("no spec")
         entry.body = body
@@ -606,7 +609,7 @@ def _check_timestamp_annotation(run: Run, layer: SignedLayer, *, signed: bytes, 
     if not text:
         return
     try:
-        doc = json.loads(text)
+        doc = json_loads(text)
         der = b64decode_strict(doc["SignedRFC3161Timestamp"]) if isinstance(doc, dict) else None
         if not der:
             raise ValueError("SignedRFC3161Timestamp is empty")

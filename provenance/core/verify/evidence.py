@@ -11,6 +11,7 @@ exist but none could be checked (unsupported format, unreachable service). The f
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +30,11 @@ from provenance.core.types import (
 )
 from provenance.core.verify import bundle, cosign
 
+logger = logging.getLogger(__name__)
 COSIGN_FORMATS = frozenset({Format.COSIGN_SIG, Format.COSIGN_ATT})
+# Fetch problems that mean "not checked" (error), as opposed to "unreadable" (malformed, failed).
+UNCHECKED_CODES = frozenset({"limit_exceeded", "redirect_refused", "too_many_redirects", "egress_refused",
+                             "authentication_failed", "access_failed", "transient", "registry_error"})
 UNSIGNED_FORMATS = frozenset({Format.COSIGN_SBOM, Format.BUILDKIT})
 
 
@@ -68,17 +73,29 @@ def verify_evidence(
     """
     if found.problem is not None or found.layer is None:
         problem = found.problem or CheckResult(Stage.FORMAT, "malformed", False, "evidence could not be read")
-        return Verified(found, VerificationResult(Outcome.MALFORMED, (problem,)))
-    result, statement = verify_layer(
-        found.layer,
-        format=found.format,
-        kind=found.kind,
-        covers=found.covers,
-        trust_root=trust_root,
-        identity=identity,
-        public_keys=public_keys,
-        require_tlog=require_tlog,
-    )
+        # Evidence that could not be fetched (a budget, a refused redirect, access) was not checked: an error,
+        # never a pass and not proof that it is bad either.
+        outcome = Outcome.ERROR if problem.code in UNCHECKED_CODES else Outcome.MALFORMED
+        return Verified(found, VerificationResult(outcome, (problem,)))
+    try:
+        result, statement = verify_layer(
+            found.layer,
+            format=found.format,
+            kind=found.kind,
+            covers=found.covers,
+            trust_root=trust_root,
+            identity=identity,
+            public_keys=public_keys,
+            require_tlog=require_tlog,
+        )
+    except (RecursionError, MemoryError, ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        # A verifier must not crash on evidence, but if a parser misses a case, the cost is this one piece of
+        # evidence (an error: unchecked), never the image's other, valid signatures.
+        logger.exception("verifier failed on %s evidence at %s", found.format, found.location)
+        problem = CheckResult(Stage.FORMAT, "verifier_failed", False,
+                              f"this evidence could not be checked: {type(err).__name__}",
+                              "report this evidence to the Provenance maintainers")
+        return Verified(found, VerificationResult(Outcome.ERROR, (problem,)))
     return Verified(found, result, statement)
 
 
