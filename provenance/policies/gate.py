@@ -240,6 +240,7 @@ def _client(host: str, same: list[Source], host_only: list[Source]) -> RegistryC
         ca_certificates=(template.ca_certificates or None) if template is not None else None,
         timeout=min(RESOLVE_TIMEOUT_SECONDS, float(settings.PROVENANCE_HTTP_TIMEOUT)),
         retries=1,
+        **source_services.registry_limits(),  # image names come from CI jobs and clusters: the egress rules hold
     )
 
 

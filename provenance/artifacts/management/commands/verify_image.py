@@ -98,7 +98,8 @@ class Command(BaseCommand):
                 is_scheduled=False,
             )
             registry = RegistryClient(
-                ref.registry, insecure=options["insecure_registry"], timeout=settings.PROVENANCE_HTTP_TIMEOUT
+                ref.registry, insecure=options["insecure_registry"], timeout=settings.PROVENANCE_HTTP_TIMEOUT,
+                **source_services.registry_limits(),
             )
             try:
                 artifact = artifact_services.ingest_image(
