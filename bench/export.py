@@ -18,10 +18,11 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_database  # noqa: E402
 
 IDENTITY = "https://github.com/myorg/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -30,11 +31,6 @@ ISSUER = "https://token.actions.githubusercontent.com"
 def rss_mib() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def fill(rows: int) -> None:
@@ -117,26 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if not server.startswith("postgres"):
-        sys.exit("bench/export.py needs PostgreSQL: set DATABASE_URL to a server it may create a database on")
-    name = f"bench_export_{os.getpid()}"
-    import psycopg
+    with scratch_database("export"):
 
-    admin = with_database(server, "postgres")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        os.environ["DATABASE_URL"] = with_database(server, name)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provenance.settings")
-        os.environ["PROVENANCE_DEBUG"] = "1"
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connections
-
-        call_command("migrate", verbosity=0)
         started = time.perf_counter()
         fill(args.rows)
         print(f"filled {args.rows:,} artifacts (+ tags, verdicts, 2 evidence rows each) in "
@@ -148,10 +126,6 @@ def main() -> None:
                 print(f"{kind:4} {limit:>7,} rows: all {elapsed:5.1f} s ({limit / elapsed:,.0f} rows/s), "
                       f"{size / 2**20:6.1f} MiB out; peak Python allocations {peak:5.1f} MiB, "
                       f"RSS growth {rss:5.1f} MiB")
-        connections.close_all()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.scratch import scratch_database  # noqa: E402
 
 IDENTITY = "https://github.com/myorg/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -31,10 +31,6 @@ SLSA = "https://slsa.dev/provenance/v1"
 SPDX = "https://spdx.dev/Document"
 STATUSES = ("verified", "verified", "verified", "failed", "unsigned")
 VERDICTS = {"verified": "trusted", "failed": "untrusted", "unsigned": "unsigned"}
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def fill(places: int) -> None:
@@ -145,25 +141,8 @@ def main() -> None:
     parser.add_argument("--slowest", type=int, default=0, help="print each page's N slowest SQL queries")
     parser.add_argument("--only", default="", help="only the pages whose label starts with one of these (a,b)")
     args = parser.parse_args()
-    server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if not server.startswith("postgres"):
-        sys.exit("bench/fleet_pages.py needs PostgreSQL: set DATABASE_URL to a server it may create a database on")
-    name = f"bench_fleet_{os.getpid()}"
-    import psycopg
-
-    admin = with_database(server, "postgres")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        os.environ["DATABASE_URL"] = with_database(server, name)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provenance.settings")
-        os.environ["PROVENANCE_DEBUG"] = "1"
-        import django
-
-        django.setup()
+    with scratch_database("fleet"):
         from django.contrib.auth import get_user_model
-        from django.core.management import call_command
-        from django.db import connections
         from django.test import Client
         from django.test.utils import setup_test_environment
 
@@ -171,7 +150,6 @@ def main() -> None:
         from provenance.sources.models import Source
 
         setup_test_environment()  # the test Client's host is allowed
-        call_command("migrate", verbosity=0)
         started = time.perf_counter()
         fill(args.places)
         print(f"filled {args.places:,} image places (+ tags, verdicts, 3 evidence rows each) in "
@@ -205,10 +183,6 @@ def main() -> None:
                 continue
             p50, p95, size, queries, status = measure(client, url, args.repeat, args.budget, args.slowest)
             print(f"{label:34} {p50:8.1f} {p95:8.1f} {size / 1024:7.1f} {queries:4} {status}")
-        connections.close_all()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
