@@ -127,7 +127,9 @@ def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = workdir / "config.yml"
+    # As Debian's shipped /etc/docker/registry/config.yml: blob descriptors cached in memory.
     config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
+                      f"  cache:\n    blobdescriptor: inmemory\n"
                       f"  filesystem:\n    rootdirectory: {workdir / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
                       f"  secret: {secrets.token_hex(16)}\n")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,6 +157,41 @@ def peak_rss_mb(pids: list[int]) -> float:
             except OSError:
                 continue
     return peak / 1024
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes and their children (those still alive)."""
+    total = 0
+    for proc in {p for pid in pids for p in (pid, *_children(pid))}:
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def pids_named(name: str) -> list[int]:
+    """Every process whose command name is ``name`` (PostgreSQL's backends, redis-server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
 
 
 def _children(pid: int) -> list[int]:
@@ -209,7 +246,7 @@ def main() -> None:
         seed(Storage(workdir / "data"), args.images, args.signed)
         print(f"seeded {args.images} images ({args.signed} signed and attested) in "
               f"{time.perf_counter() - started:.1f} s")
-        report(args, env, host, workers, workdir)
+        report(args, env, host, workers, workdir, registry.pid)
     finally:
         for worker in workers:
             worker.terminate()
@@ -228,7 +265,8 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, env: dict[str, str], host: str, workers: list, workdir: Path) -> None:  # type: ignore[type-arg]
+def report(args: argparse.Namespace, env: dict[str, str], host: str, workers: list, workdir: Path,  # type: ignore[type-arg]
+           registry_pid: int) -> None:  # type: ignore[type-arg]
     from provenance.policies import services as policy_services
     from provenance.sources import services
     from provenance.sources.models import Scan, ScanChunk, Source
@@ -256,16 +294,27 @@ spec:
     time.sleep(4)  # let the workers connect
     print(f"{args.workers} worker process(es) x {args.concurrency}, chunk {args.chunk}, PostgreSQL + Redis\n")
     print(f"{'run':<10} {'images':>7} {'wall s':>8} {'images/s':>9} {'SQL/image':>10} {'chunks':>7} {'state':>6}")
+    components = {"worker": lambda: [w.pid for w in workers], "postgres": lambda: pids_named("postgres"),
+                  "registry": lambda: [registry_pid], "redis": lambda: pids_named("redis-server")}
+    cpu_lines = []
     for label in ("scan", "re-scan"):
         before = _sql(workdir)
+        cpu_before = {name: cpu_seconds(pids()) for name, pids in components.items()}
+        busy_before = machine_busy()
         started = time.perf_counter()
         scan = services.start_scan(source)
         while not Scan.objects.get(pk=scan.pk).is_finished:
             time.sleep(0.2)
         wall = time.perf_counter() - started
+        busy_after = machine_busy()
+        cpu = {name: cpu_seconds(pids()) - cpu_before[name] for name, pids in components.items()}
         time.sleep(2)  # the last task's count is written after it returns
         scan.refresh_from_db()
         statements = _sql(workdir) - before
+        per_image = "  ".join(f"{name} {seconds * 1000 / max(1, scan.total):.1f}" for name, seconds in cpu.items())
+        busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+        cpu_lines.append(f"{label:<10} CPU ms per image: {per_image}; machine {busy:.0%} busy "
+                         f"({os.cpu_count()} cores)")
         chunks = ScanChunk.objects.filter(scan=scan).count()
         if label == "scan":
             global _scan_rate
@@ -273,6 +322,9 @@ spec:
         print(f"{label:<10} {scan.total:>7} {wall:>8.1f} {scan.total / wall:>9.1f} "
               f"{statements / max(1, scan.total):>10.1f} {chunks:>7} {scan.state:>6}"
               + f"  errors={scan.errors} fetched={scan.fetched} unchanged={scan.unchanged}")
+    print()
+    for line in cpu_lines:
+        print(line)
     pids = [w.pid for w in workers]
     print(f"\nworker peak RSS (largest process): {peak_rss_mb(pids):.0f} MB")
     sample = min(args.cosign, args.signed)

@@ -8,11 +8,11 @@ import hashlib
 import json
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -234,6 +234,21 @@ def tree_ids(source: Source, places: list[tuple[str, Digest]]) -> list[int]:
     return ids
 
 
+def unevaluated(source: Source, places: list[tuple[str, Digest]]) -> list[int]:
+    """The stored images at ``places`` whose verdict is older than their evidence (or missing): stored by a
+    worker that was stopped before it evaluated them. A constant number of queries per repository."""
+    by_repository: dict[str, list[str]] = {}
+    for repository, digest in places:
+        by_repository.setdefault(repository, []).append(str(digest))
+    ids: list[int] = []
+    for repository, digests in by_repository.items():
+        ids += Artifact.objects.filter(
+            Q(trust__isnull=True) | Q(trust__evaluated_at__isnull=True) | Q(trust__evaluated_at__lt=F("checked_at")),
+            source=source, repository=repository, digest__in=digests, parent__isnull=True,
+        ).values_list("pk", flat=True)
+    return ids
+
+
 def forget_fingerprint(source: Source, repository: str, digest: Digest) -> None:
     """Make the next scan look at ``digest`` again (after a failure)."""
     Artifact.objects.filter(source=source, repository=repository, digest=str(digest)).update(evidence_fingerprint="")
@@ -255,12 +270,21 @@ def current_tags(source: Source, repository: str, tags: Sequence[str] | None = N
 
 
 @transaction.atomic
-def record_tags(source: Source, repository: str, pointing: dict[str, Digest]) -> list[TagEvent]:
+@dataclass(frozen=True, slots=True)
+class TagChanges:
+    """What :func:`record_tags` changed: the new history events, and the artifacts whose tags (so whose names,
+    which policies match) are not what they were."""
+
+    events: list[TagEvent] = field(default_factory=list)
+    artifacts: frozenset[int] = frozenset()
+
+
+def record_tags(source: Source, repository: str, pointing: dict[str, Digest]) -> TagChanges:
     """Record where each tag points now, for a batch of tags: a history event for each one that moved or is new,
     and each tag attached to its digest's stored artifact (and detached from any other). A constant number of
-    queries per batch, whatever the repository's size. Returns the new events."""
+    queries per batch, whatever the repository's size."""
     if not pointing:
-        return []
+        return TagChanges()
     names = list(pointing)
     latest: dict[str, str] = {}
     history = (TagEvent.objects.filter(source=source, repository=repository, tag__in=names)
@@ -283,12 +307,12 @@ def record_tags(source: Source, repository: str, pointing: dict[str, Digest]) ->
     Tag.objects.filter(artifact_id__in={a for a, _ in wanted & current}, name__in=names).update(
         last_seen=timezone.now())
     Tag.objects.bulk_create([Tag(artifact_id=a, name=n) for a, n in wanted - current], ignore_conflicts=True)
-    return events
+    return TagChanges(events, frozenset(a for a, _ in stale | (wanted - current)))
 
 
 def record_tag(source: Source, repository: str, tag: str, digest: Digest) -> TagEvent | None:
     """Record that ``tag`` points at ``digest`` now (see :func:`record_tags`); the new event, or None."""
-    events = record_tags(source, repository, {tag: digest})
+    events = record_tags(source, repository, {tag: digest}).events
     return events[0] if events else None
 
 

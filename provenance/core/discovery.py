@@ -844,13 +844,14 @@ def _normalise_time(value: str) -> str:
 
 def evidence_fingerprint(registry: Registry, repository: str, digests: Sequence[tuple[Digest, str]], *,
                          signature_repository: str | None = None, signature_registry: Registry | None = None,
-                         concurrency: int = DEFAULT_CONCURRENCY,
+                         concurrency: int = DEFAULT_CONCURRENCY, executor: Executor | None = None,
                          listed_tags: Mapping[str, Collection[str]] | None = None) -> str:
     """Return what :attr:`Discovery.fingerprint` would be for these ``(digest, level)`` nodes, cheaply.
 
     Only HEADs the cosign and referrers tags (and lists referrers where the registry has the API): evidence is
-    content-addressed, so the same manifest digests in the same places mean the same evidence. Raises
-    :class:`TransientError` and :class:`AccessError`.
+    content-addressed, so the same manifest digests in the same places mean the same evidence. The requests
+    overlap on ``executor`` (shared by many images of a scan) or on a pool of ``concurrency`` threads of its own.
+    Raises :class:`TransientError` and :class:`AccessError`.
     """
     registry, signature_registry = _through_listing(registry, signature_registry, listed_tags)
     sig_registry = signature_registry or registry
@@ -870,10 +871,14 @@ def evidence_fingerprint(registry: Registry, repository: str, digests: Sequence[
                 probes.append((f"api {place_repo}@{digest}", _api_probe(place_registry, place_repo, digest)))
             probes.append((f"fallback {place_repo}:{digest.tag_prefix}",
                            _head_probe(place_registry, place_repo, digest.tag_prefix)))
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="fingerprint") as pool:
+    pool = executor or ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="fingerprint")
+    try:
         futures = [(key, pool.submit(probe)) for key, probe in probes]
         for key, future in futures:
             state[key] = future.result()
+    finally:
+        if executor is None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return fingerprint_of(state)
 
 

@@ -29,6 +29,7 @@ import base64
 import contextlib
 import email.utils
 import fnmatch
+import functools
 import ipaddress
 import json
 import logging
@@ -423,12 +424,10 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._tokens: dict[str, _Token] = {}
         self._uses_basic = False  # set once the registry asks for Basic, so later requests send it up front
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None or ca_certificates:
-            try:
-                verify = ssl.create_default_context(cafile=ca_file, cadata=ca_certificates or None)
-            except (ssl.SSLError, OSError, ValueError) as err:
-                raise RegistryError(f"unusable CA certificates for {registry}: {err}", code="bad_ca") from err
+        try:
+            verify = _ssl_context(ca_file, ca_certificates or None)
+        except (ssl.SSLError, OSError, ValueError) as err:
+            raise RegistryError(f"unusable CA certificates for {registry}: {err}", code="bad_ca") from err
         self._no_referrers_api: set[str] = set()  # repositories where the registry answered 404 (no API)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
@@ -1035,6 +1034,9 @@ def _read_capped(response: httpx.Response, max_bytes: int, *, what: str, strict:
     and against the bytes while streaming; otherwise (error bodies) it is truncated.
     """
     if response.request.method == "HEAD":
+        # No body, but the (empty) stream must be read to its end, or the connection is closed, not kept.
+        for _ in response.iter_bytes():
+            pass
         return b""
     declared = response.headers.get("Content-Length", "")
     if strict and declared.isdigit() and int(declared) > max_bytes:
@@ -1126,6 +1128,16 @@ def _checked_address(host: str, port: int, *, allow_private: bool, registry: str
                 f"connection to {host[:100]}:{port} (for {registry}) refused: it resolves to a loopback, private "
                 "or link-local address (allowed only with PROVENANCE_ALLOW_PRIVATE_REGISTRIES=1)")
     return addresses[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _ssl_context(ca_file: str | None, ca_certificates: str | None) -> ssl.SSLContext:
+    """The TLS context of clients with these CAs (the system's when both are None), made once per process:
+    loading a CA bundle costs tens of milliseconds, and scans open a client per chunk. Contexts are shared by
+    connections of any thread (they are only read once made)."""
+    if ca_file is None and ca_certificates is None:
+        return httpx.create_ssl_context()
+    return ssl.create_default_context(cafile=ca_file, cadata=ca_certificates)
 
 
 class _GuardedBackend(httpcore.NetworkBackend):

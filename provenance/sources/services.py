@@ -646,7 +646,8 @@ class _Progress:
         self.problems: list[dict[str, str]] = []
         self.transient = 0
         self.succeeded = 0
-        self.touched: list[tuple[str, Digest]] = []  # (repository, digest) looked at, for policy evaluation
+        self.touched: list[tuple[str, Digest]] = []  # (repository, digest) stored anew, for policy evaluation
+        self.unchanged: list[tuple[str, Digest]] = []  # (repository, digest) found as they were
         self.advanced = 0  # targets this run got through
         self._pending = {"done": 0, "errors": 0, "fetched": 0, "unchanged": 0}
         self._unsent: list[dict[str, str]] = []
@@ -719,7 +720,7 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, in
     Scan.objects.filter(pk=scan_id).update(problems=[], errors=0, done=0, fetched=0, unchanged=0, total=0)
     run = _prepare(scan)
     source = run.source
-    with open_access(source) as access, ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool:
+    with open_access(source) as access, _pools() as (pool, lookups):
         listing = list_targets(source, access, pool=pool)
         Scan.objects.filter(pk=scan_id).update(total=len(listing.targets))
         if listing.problems:
@@ -738,7 +739,7 @@ def run_scan(scan_id: int, *, progress: Callable[[Scan], None] | None = None, in
         if len(chunks) <= 1:
             tracker = _Progress(scan, progress)
             tracker.messages += [f"{ref}: {code}: {message}" for ref, code, message in listing.problems]
-            _process(run, access, listing.targets, listing.listed, pool, tracker)
+            _process(run, access, listing.targets, listing.listed, pool, lookups, tracker)
             tracker.flush()
             if tracker.transient and not tracker.succeeded and listing.targets:
                 raise TransientError(f"nothing could be ingested: {tracker.messages[0]}")
@@ -778,8 +779,8 @@ def run_chunk(chunk_id: int, *, progress: Callable[[Scan], None] | None = None) 
     try:
         run = _prepare(scan)
         listed = _listing(scan.pk)
-        with open_access(run.source) as access, ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool:
-            _process(run, access, targets, listed, pool, tracker)
+        with open_access(run.source) as access, _pools() as (pool, lookups):
+            _process(run, access, targets, listed, pool, lookups, tracker)
     except ProvenanceError as err:
         # The targets not reached count as not ingested; the scan's done count reaches its total at the end.
         undone = len(targets) - tracker.advanced
@@ -841,8 +842,17 @@ def _concurrency() -> int:
     return max(1, settings.PROVENANCE_SCAN_CONCURRENCY)
 
 
+@contextmanager
+def _pools() -> Iterator[tuple[ThreadPoolExecutor, ThreadPoolExecutor]]:
+    """The threads of one scan or chunk: ``PROVENANCE_SCAN_CONCURRENCY`` images at a time, and twice as many
+    threads for their registry requests, shared by all images (a pool per image costs a thread per request)."""
+    with ThreadPoolExecutor(_concurrency(), thread_name_prefix="scan") as pool, \
+            ThreadPoolExecutor(2 * _concurrency(), thread_name_prefix="lookup") as lookups:
+        yield pool, lookups
+
+
 def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str, frozenset[str]],
-             pool: ThreadPoolExecutor, tracker: _Progress) -> None:
+             pool: ThreadPoolExecutor, lookups: ThreadPoolExecutor, tracker: _Progress) -> None:
     """Resolve, look at, verify and store ``targets``; record their tags; evaluate the policies over them."""
     source = run.source
     groups = _resolve(access, targets, pool, tracker, source)
@@ -858,7 +868,7 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
         artifact, nodes = stored.get((repository, str(digest)), (None, []))
         future = pool.submit(_examine, access, repository, digest, nodes=nodes,
                              stored=artifact.evidence_fingerprint if artifact is not None else "", policy=run.policy,
-                             trust=run.trust, listed=listed, scan_budget=scan_budget)
+                             trust=run.trust, listed=listed, scan_budget=scan_budget, lookups=lookups)
         futures[future] = (repository, digest, group)
     tags: dict[str, dict[str, Digest]] = {}
     pending: list[_Looked] = []
@@ -869,9 +879,14 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
             if target.tag is not None:
                 tags.setdefault(repository, {})[target.tag] = digest
     _store_batch(source, pending, tracker)
+    # Evaluated: what was stored anew, what was retagged (its names changed, so may the policies that match it),
+    # and what a stopped worker stored but did not evaluate. An unchanged image under unchanged policies (the
+    # fingerprint covers the source's verification settings; policy, key and trust-root changes re-evaluate
+    # the fleet themselves) keeps its verdict without a read or a write.
+    ids = set(artifact_services.tree_ids(source, tracker.touched))
     for repository, pointing in tags.items():
-        artifact_services.record_tags(source, repository, pointing)
-    ids = artifact_services.tree_ids(source, tracker.touched)
+        ids |= artifact_services.record_tags(source, repository, pointing).artifacts
+    ids.update(artifact_services.unevaluated(source, tracker.unchanged))
     if ids:
         policy_services.evaluate_artifacts(ids, cause="evidence", detail=f"scan #{tracker.scan.pk}")
 
@@ -939,7 +954,7 @@ def _metered(registry: Registry, budget: Budget) -> Metered:
 
 def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tuple[Digest, str]], stored: str,
              policy: str, trust: _Trust, listed: dict[str, frozenset[str]],
-             scan_budget: Budget | None = None) -> _Examined:
+             scan_budget: Budget | None = None, lookups: ThreadPoolExecutor | None = None) -> _Examined:
     """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here).
 
     Everything fetched for the image spends its budget (PROVENANCE_MAX_IMAGE_BYTES, _SECONDS) and the scan's."""
@@ -952,7 +967,7 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
         current = _combined(
             core_discovery.evidence_fingerprint(
                 registry, repository, nodes, signature_repository=access.signature_repository,
-                signature_registry=signature_registry, listed_tags=listed,
+                signature_registry=signature_registry, listed_tags=listed, executor=lookups,
             ),
             policy,
         )
@@ -960,7 +975,7 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
             return _Examined(digest, unchanged=True)
     found = core_discovery.discover(registry, repository, digest,
                                     signature_repository=access.signature_repository,
-                                    signature_registry=signature_registry, listed_tags=listed)
+                                    signature_registry=signature_registry, listed_tags=listed, executor=lookups)
     results = artifact_services.verify_discovery(found, trust_root=trust.trust_root, identity=trust.identity,
                                                  public_keys=trust.public_keys, require_tlog=trust.require_tlog)
     fingerprint = _combined(found.fingerprint, policy) if found.fingerprint else ""
@@ -1005,7 +1020,7 @@ def _finish_digest(source: Source, future: Future[_Examined], repository: str, d
                 _store_batch(source, pending, tracker)
             return
         tracker.succeeded += 1
-        tracker.touched.append((repository, digest))
+        tracker.unchanged.append((repository, digest))
         tracker.count("unchanged")
     tracker.advance(len(targets))
 

@@ -92,6 +92,31 @@ def test_head_manifest_returns_digest_or_none(registry: RegistryServer) -> None:
 
 
 @pytest.mark.integration
+def test_heads_and_gets_reuse_one_kept_alive_connection(registry: RegistryServer, monkeypatch) -> None:
+    """A HEAD's empty body is read to its end: otherwise each HEAD closed its connection and the next one
+    opened another (a re-scan is mostly HEADs)."""
+    from provenance.core import oci
+
+    repo, image = unique_repository(), make_image()
+    opened = []
+    connect = oci._GuardedBackend.connect_tcp
+
+    def counted(self, *args, **kwargs):
+        opened.append(args)
+        return connect(self, *args, **kwargs)
+
+    with registry.client() as pusher:
+        push_image(pusher, repo, image, "v1")
+    monkeypatch.setattr(oci._GuardedBackend, "connect_tcp", counted)
+    with registry.client() as client:
+        for _ in range(10):
+            assert client.head_manifest(repo, "v1") == image.digest
+            assert client.head_manifest(repo, "absent") is None
+            assert client.get_manifest(repo, image.digest).digest == image.digest
+    assert len(opened) == 1
+
+
+@pytest.mark.integration
 def test_lists_every_tag(registry: RegistryServer) -> None:
     repo, image = unique_repository(), make_image()
     with registry.client() as client:

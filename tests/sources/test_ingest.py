@@ -118,6 +118,60 @@ def test_a_second_scan_changes_nothing_and_skips_unchanged_evidence(registry: Re
 
 
 @pytest.mark.integration
+def test_an_unchanged_image_is_evaluated_again_only_when_its_names_changed_or_its_verdict_is_missing(
+    registry: RegistryServer, cosign_cli: CosignCli
+) -> None:
+    from provenance.policies import services as policy_services
+    from provenance.policies.models import ArtifactTrust
+
+    repo = unique_repository("evaluate")
+    image, other = make_image(), make_image()
+    with registry.client() as client:
+        push_image(client, repo, image, "dev")
+        push_image(client, repo, other, "v2")
+    cosign_cli.sign(f"{registry.host}/{repo}@{image.digest}")
+    # Only release tags are judged: which images a policy covers depends on their tags.
+    key = "".join(f"          {line}\n" for line in cosign_cli.public_key.decode().splitlines())
+    policy_services.save_policy(f"""apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata: {{name: releases}}
+spec:
+  images: [{{glob: "{registry.host}/{repo}:release-*"}}]
+  authorities:
+    - ignoreTlog: true
+      key:
+        data: |
+{key}""")
+    source = repository_source(registry, repo)
+    run(source)
+    trust = {t.artifact.digest: t for t in ArtifactTrust.objects.filter(artifact__source=source)
+             .select_related("artifact")}
+    assert trust[str(image.digest)].code == "no_policy"
+
+    again = run(source)  # nothing changed: no verdict read, written or re-dated
+
+    assert (again.fetched, again.unchanged) == (0, 2)
+    after = {t.artifact.digest: (t.status, t.evaluated_at)
+             for t in ArtifactTrust.objects.filter(artifact__source=source).select_related("artifact")}
+    assert after == {d: (t.status, t.evaluated_at) for d, t in trust.items()}
+
+    # A release tag now names the unchanged image: its evidence is the same, its names are not.
+    with registry.client() as client:
+        client.push_manifest(repo, "release-1", image.manifest, image.media_type)
+    retagged = run(source)
+    assert (retagged.fetched, retagged.unchanged) == (0, 2)
+    judged = ArtifactTrust.objects.get(artifact__source=source, artifact__digest=str(image.digest))
+    assert judged.status == "trusted", judged.reason
+    assert ArtifactTrust.objects.get(artifact__source=source,
+                                     artifact__digest=str(other.digest)).evaluated_at == after[str(other.digest)][1]
+
+    # A worker that stored evidence and was stopped before it evaluated it: the next scan evaluates it.
+    ArtifactTrust.objects.filter(artifact__source=source, artifact__digest=str(other.digest)).delete()
+    run(source)
+    assert ArtifactTrust.objects.get(artifact__source=source, artifact__digest=str(other.digest)).code == "no_policy"
+
+
+@pytest.mark.integration
 def test_tag_moves_and_deletions_are_recorded_in_the_history(registry: RegistryServer, client) -> None:
     web = client
     repo = unique_repository("moves")
