@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 
+from provenance.artifacts import signals
 from provenance.artifacts.models import Artifact, Evidence, Tag, TagEvent
 from provenance.core import discovery as core_discovery
 from provenance.core import verify
@@ -71,7 +72,6 @@ def verify_discovery(
                                    require_tlog=require_tlog)
 
 
-@transaction.atomic
 @dataclass(frozen=True, slots=True)
 class Found:
     """One image's discovery and verification results, to store."""
@@ -132,6 +132,8 @@ def store_discoveries(source: Source, items: list[Found]) -> list[int]:
     kept = Evidence.objects.bulk_create(evidence, batch_size=500, update_conflicts=True,
                                         unique_fields=["artifact", "kind", "evidence_key"],
                                         update_fields=_EVIDENCE_FIELDS) if evidence else []
+    if kept:
+        signals.evidence_stored.send(sender=Evidence, rows=kept)
     # Evidence that is no longer in the registry is no longer evidence.
     Evidence.objects.filter(artifact_id__in=list(nodes.values())).exclude(pk__in=[e.pk for e in kept]).delete()
     return [ids[(item.repository, str(item.discovery.root.digest))] for item in items]
@@ -161,7 +163,8 @@ def store_evidence(artifact: Artifact, item: verify.Verified) -> Evidence:
                                             unique_fields=["artifact", "kind", "evidence_key"],
                                             update_fields=_EVIDENCE_FIELDS)
     if stored.pk is None:  # a database that does not return ids from an upsert
-        return Evidence.objects.get(artifact_id=row.artifact_id, kind=row.kind, evidence_key=row.evidence_key)
+        stored = Evidence.objects.get(artifact_id=row.artifact_id, kind=row.kind, evidence_key=row.evidence_key)
+    signals.evidence_stored.send(sender=Evidence, rows=[stored])
     return stored
 
 

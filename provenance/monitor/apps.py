@@ -7,4 +7,4 @@ class MonitorConfig(AppConfig):
     verbose_name = "Monitoring and alerts"
 
     def ready(self) -> None:
-        from provenance.monitor import drift  # noqa: F401  (connects to sources.signals.scan_finished)
+        from provenance.monitor import drift  # noqa: F401  (connects to scan_finished and evidence_stored)

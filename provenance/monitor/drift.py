@@ -18,6 +18,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from provenance.artifacts.models import Artifact, Evidence, TagEvent
+from provenance.artifacts.signals import evidence_stored
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.monitor.models import Event, EvidenceSeen
 from provenance.monitor.services import emit, index_evidence
@@ -81,6 +82,12 @@ def _signer(identity: str, issuer: str, key: str) -> str:
 
 
 _DRIFT_BATCH = 500
+_DRIFT_FIELDS = ("artifact_id", "kind", "evidence_key", "location", "identity", "issuer", "key", "outcome")
+
+
+@receiver(evidence_stored, sender=Evidence, dispatch_uid="monitor-index-evidence")
+def on_evidence_stored(sender: type[Evidence], rows: list[Evidence], **kwargs: Any) -> None:
+    index_evidence(rows)
 
 
 def evidence_drift(source: Source, scan: Scan, since: dt.datetime) -> int:
@@ -109,9 +116,10 @@ def _evidence_drift_batch(source: Source, scan: Scan, ids: list[int], known_sign
     count = 0
     artifacts = {a.pk: a for a in Artifact.objects.filter(pk__in=ids).select_related("trust")}
     current: dict[int, dict[tuple[str, str], Evidence]] = {pk: {} for pk in ids}
-    for row in Evidence.objects.filter(artifact_id__in=ids):
+    for row in Evidence.objects.filter(artifact_id__in=ids).only(*_DRIFT_FIELDS):
         current[row.artifact_id][(row.kind, row.evidence_key)] = row
-    index_evidence([row for rows in current.values() for row in rows.values()])
+    # Evidence is indexed as it is stored (``evidence_stored``); this catches rows stored before monitoring.
+    index_evidence(Evidence.objects.filter(artifact_id__in=ids, fleet_digests__isnull=True))
     seen: dict[int, dict[tuple[str, str], EvidenceSeen]] = {pk: {} for pk in ids}
     for row in EvidenceSeen.objects.filter(artifact_id__in=ids):
         seen[row.artifact_id][(row.kind, row.evidence_key)] = row

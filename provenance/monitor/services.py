@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from provenance.accounts.services import record
 from provenance.artifacts.models import Artifact, Evidence
+from provenance.core import jsonbounds
 from provenance.core import monitor as core
 from provenance.core.errors import ProvenanceError, TransientError
 from provenance.core.policy import key_fingerprint_or_empty
@@ -178,8 +179,8 @@ def evidence_digests(row: Evidence) -> set[str]:
     if payload:
         found.add(f"sha256:{hashlib.sha256(payload).hexdigest()}")
         try:
-            doc = json.loads(payload) if payload[:1] == b"{" else None
-        except ValueError:
+            doc = jsonbounds.loads(payload) if payload[:1] == b"{" else None
+        except ValueError:  # JSONBoundsError included: attacker-controlled bytes, indexed while they are stored
             doc = None
         if isinstance(doc, dict):
             message = doc.get("messageSignature") if isinstance(doc.get("messageSignature"), dict) else {}
@@ -215,10 +216,19 @@ def _b64(value: Any) -> bytes | None:
 
 
 def index_evidence(rows: Iterable[Evidence]) -> int:
-    """Record what log entries for ``rows`` can say (see :func:`evidence_digests`); idempotent."""
-    items = [FleetDigest(evidence=row, value=value) for row in rows for value in evidence_digests(row)]
+    """Record what log entries for ``rows`` can say (see :func:`evidence_digests`); idempotent. Runs where
+    evidence is stored: a row it cannot read is indexed by its digests alone and logged, never an error."""
+    items = [FleetDigest(evidence=row, value=value) for row in rows for value in _indexed_values(row)]
     FleetDigest.objects.bulk_create(items, ignore_conflicts=True, batch_size=1000)
     return len(items)
+
+
+def _indexed_values(row: Evidence) -> set[str]:
+    try:
+        return evidence_digests(row)
+    except Exception:  # a bug on hostile bytes must not lose the evidence being stored
+        log.exception("indexing evidence %s failed; indexed by its digests only", row.pk)
+        return {row.digest, row.covers_digest}
 
 
 def index_fleet(limit: int = 5000) -> int:
