@@ -145,6 +145,24 @@ def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("docker-registry did not start")
 
 
+def delay_registry(port: int, milliseconds: float) -> bool:
+    """Delay packets from the registry's port on loopback (nothing else: PostgreSQL and Redis stay local)."""
+    if shutil.which("tc") is None or os.geteuid() != 0:
+        sys.exit("--registry-latency needs root and tc (iproute2)")
+    commands = [
+        ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio"],
+        ["tc", "qdisc", "add", "dev", "lo", "parent", "1:3", "handle", "30:", "netem", "delay", f"{milliseconds}ms"],
+        ["tc", "filter", "add", "dev", "lo", "protocol", "ip", "parent", "1:0", "prio", "1", "u32", "match", "ip",
+         "sport", str(port), "0xffff", "flowid", "1:3"],
+    ]
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False, capture_output=True)
+            sys.exit(f"{' '.join(command)}: {done.stderr.strip()}")
+    return True
+
+
 def peak_rss_mb(pids: list[int]) -> float:
     """The largest peak resident set (VmHWM) among the processes and their children."""
     peak = 0
@@ -211,6 +229,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=200, help="PROVENANCE_SCAN_CHUNK")
     parser.add_argument("--cosign", type=int, default=40,
                         help="signed images also verified by a loop of cosign verify + verify-attestation (0: none)")
+    parser.add_argument("--registry-latency", type=float, default=0, metavar="MS",
+                        help="delay the registry's answers by MS milliseconds (Linux tc netem on loopback, as root): "
+                             "a registry across a network, so that neither it nor the machine's CPU is the limit")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     broker = os.environ.get("CELERY_BROKER_URL", "")
@@ -224,7 +245,7 @@ def main() -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     workdir = Path(tempfile.mkdtemp(prefix="provenance-pipeline-"))
-    registry, workers = None, []
+    registry, workers, delayed = None, [], False
     try:
         base, _, _ = database_url.rpartition("/")
         queue = f"bench-{uuid.uuid4().hex[:8]}"
@@ -242,6 +263,8 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         registry, host = start_registry(workdir)
+        if args.registry_latency:
+            delayed = delay_registry(int(host.rpartition(":")[2]), args.registry_latency)
         started = time.perf_counter()
         seed(Storage(workdir / "data"), args.images, args.signed)
         print(f"seeded {args.images} images ({args.signed} signed and attested) in "
@@ -255,6 +278,8 @@ def main() -> None:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        if delayed:
+            subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
         if registry is not None:
             registry.terminate()
         from django.db import connections
@@ -327,6 +352,7 @@ spec:
         print(line)
     pids = [w.pid for w in workers]
     print(f"\nworker peak RSS (largest process): {peak_rss_mb(pids):.0f} MB")
+    web_rss(env, workdir, scan.total)
     sample = min(args.cosign, args.signed)
     cosign = shutil.which("cosign")
     if sample and cosign is None:
@@ -345,6 +371,70 @@ spec:
 
 
 _scan_rate = 0.0
+
+
+def web_rss(env: dict[str, str], workdir: Path, images: int) -> None:
+    """The web process as production runs it (gunicorn, DEBUG off) on the scanned fleet: a viewer logs in and
+    reads the pages and API users read most (fleet pages, filters, coverage, an artifact, a CSV export of the
+    fleet); prints the largest gunicorn process's peak RSS."""
+    import socket
+
+    import httpx
+    from django.contrib.auth import get_user_model
+
+    from provenance.accounts.roles import Role
+    from provenance.accounts.services import set_role
+    from provenance.artifacts.models import Artifact
+
+    password = secrets.token_urlsafe(16)
+    user = get_user_model().objects.create_user("bench-viewer", password=password)
+    set_role(user, Role.VIEWER)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    web_env = {**env, "PROVENANCE_DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(40),
+               "PROVENANCE_SECURE_COOKIES": "0"}
+    web_env.pop("PROVENANCE_SQL_COUNT_DIR", None)
+    log = (workdir / "web.log").open("wb")
+    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "provenance.wsgi", "--bind", f"127.0.0.1:{port}",
+                            "--workers", "1"], cwd=ROOT, env=web_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=120) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    sys.exit(f"gunicorn did not start: {(workdir / 'web.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+            client.get("/login/")
+            answer = client.post("/login/", data={"username": "bench-viewer", "password": password,
+                                                  "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+                                 headers={"Referer": f"{base}/login/"})
+            if answer.status_code != 302:
+                sys.exit(f"bench viewer could not log in: HTTP {answer.status_code}")
+            some = Artifact.objects.order_by("pk").values_list("pk", flat=True)[:20]
+            pages = ["/", "/?status=verified", "/?sort=-checked_at&signer=release", "/coverage/",
+                     "/api/v1/artifacts/", "/api/v1/artifacts/?status=verified", "/compliance/",
+                     *(f"/artifacts/{pk}/" for pk in some)]
+            started = time.perf_counter()
+            for _ in range(3):
+                for page in pages:
+                    answer = client.get(page)
+                    if answer.status_code != 200:
+                        sys.exit(f"GET {page}: HTTP {answer.status_code}")
+            with client.stream("GET", "/compliance/export/?format=csv") as export:
+                rows = sum(chunk.count(b"\n") for chunk in export.iter_bytes())
+            seconds = time.perf_counter() - started
+        print(f"web (gunicorn, 1 worker, DEBUG off): {3 * len(pages)} page and API reads and a CSV export of "
+              f"{rows - 1} rows ({images} images scanned) in {seconds:.1f} s; peak RSS {peak_rss_mb([web.pid]):.0f} MB")
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
 
 
 def cosign_loop(cosign: str, host: str, workdir: Path, count: int, parallel: int) -> float:

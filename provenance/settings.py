@@ -295,8 +295,8 @@ PROVENANCE_REDIRECT_HOSTS = env_list("PROVENANCE_REDIRECT_HOSTS", [
     "cdn.quay.io", "cdn*.quay.io",  # Quay
 ])
 # Budgets: a scan that hits one stops that image (or the listing) with a stored reason naming the limit.
-PROVENANCE_MAX_TAGS = env_limit("PROVENANCE_MAX_TAGS", 10_000)  # tags read from one repository listing
-PROVENANCE_MAX_PAGES = env_limit("PROVENANCE_MAX_PAGES", 100)  # pages of one tag or referrers listing
+PROVENANCE_MAX_TAGS = env_limit("PROVENANCE_MAX_TAGS", 100_000)  # tags read from one repository listing
+PROVENANCE_MAX_PAGES = env_limit("PROVENANCE_MAX_PAGES", 1_000)  # pages of one tag or referrers listing
 PROVENANCE_MAX_REFERRERS = env_limit("PROVENANCE_MAX_REFERRERS", 128)  # referrers read per manifest
 PROVENANCE_MAX_LAYERS = env_limit("PROVENANCE_MAX_LAYERS", 64)  # layers read per evidence manifest
 PROVENANCE_MAX_IMAGE_BYTES = env_limit("PROVENANCE_MAX_IMAGE_BYTES", 128 * 1024**2)  # fetched per image

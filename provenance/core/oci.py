@@ -84,8 +84,8 @@ MANIFEST_ACCEPT = ", ".join(
 DEFAULT_MAX_JSON_DEPTH = 64
 # Error bodies are only read for their message; a registry cannot make us read more than this.
 _MAX_ERROR_BODY = 8 * 1024
-DEFAULT_MAX_PAGES = 100
-DEFAULT_MAX_TAGS = 10_000
+DEFAULT_MAX_PAGES = 1_000  # Docker Hub pages by 100
+DEFAULT_MAX_TAGS = 100_000  # a repository of 10,000 signed and attested images lists 30,000+
 DEFAULT_MAX_REFERRERS = 1_000
 DEFAULT_MAX_REQUEST_SECONDS = 120.0
 _MAX_REDIRECTS = 5

@@ -48,12 +48,12 @@ def test_endless_pagination_leaves_a_real_worker_small(hostile: Hostile, celery_
         row = _wait(services.start_scan(source).pk, 120)
     peak = _peak_rss(celery_worker.process.pid)
     pages = sum(r.path.startswith("/v2/app/tags/list") for r in hostile.server.requests)
-    assert pages == 100  # the default PROVENANCE_MAX_PAGES
+    assert pages == 1000  # the default PROVENANCE_MAX_PAGES
     assert row.state == Scan.State.DONE and [p["code"] for p in row.problems] == ["limit_exceeded"]
     assert "PROVENANCE_MAX_PAGES" in row.problems[0]["message"]
     assert source.artifacts.get(digest=str(digest)).status == "verified"
     assert peak - before < 64 * MiB and peak < 512 * MiB, (before, peak)
     cost.peak_bytes = peak
-    report("endless tag pagination, real worker, default limits", "PROVENANCE_MAX_PAGES=100", cost,
+    report("endless tag pagination, real worker, default limits", "PROVENANCE_MAX_PAGES=1000", cost,
            f"problem limit_exceeded; signature verified; worker peak RSS {peak / MiB:.0f} MiB "
            f"(+{(peak - before) / MiB:.0f} MiB)")
