@@ -250,7 +250,10 @@ def main() -> None:
         base, _, _ = database_url.rpartition("/")
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         env = {**os.environ, "DATABASE_URL": f"{base}/{name}", "PROVENANCE_CELERY_QUEUE": queue,
-               "PROVENANCE_DATA_DIR": str(workdir / "var"), "PROVENANCE_DEBUG": "1", "PROVENANCE_SIGSTORE_TUF": "0",
+               # As production runs (DEBUG off: no query log growing in the workers), with the local registry allowed.
+               "PROVENANCE_DATA_DIR": str(workdir / "var"), "PROVENANCE_DEBUG": "0", "PROVENANCE_SIGSTORE_TUF": "0",
+               "SECRET_KEY": secrets.token_urlsafe(40), "PROVENANCE_ALLOW_PRIVATE_REGISTRIES": "1",
+               "PROVENANCE_SECURE_COOKIES": "0",
                "PROVENANCE_SCAN_CHUNK": str(args.chunk), "PROVENANCE_SQL_COUNT_DIR": str(workdir / "sql"),
                "PROVENANCE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         (workdir / "sql").mkdir()
@@ -392,9 +395,7 @@ def web_rss(env: dict[str, str], workdir: Path, images: int) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    web_env = {**env, "PROVENANCE_DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(40),
-               "PROVENANCE_SECURE_COOKIES": "0"}
-    web_env.pop("PROVENANCE_SQL_COUNT_DIR", None)
+    web_env = {k: v for k, v in env.items() if k != "PROVENANCE_SQL_COUNT_DIR"}
     log = (workdir / "web.log").open("wb")
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "provenance.wsgi", "--bind", f"127.0.0.1:{port}",
                             "--workers", "1"], cwd=ROOT, env=web_env, stdout=log, stderr=subprocess.STDOUT)
@@ -426,7 +427,7 @@ def web_rss(env: dict[str, str], workdir: Path, images: int) -> None:
                 for page in pages:
                     answer = client.get(page)
                     if answer.status_code != 200:
-                        sys.exit(f"GET {page}: HTTP {answer.status_code}")
+                        sys.exit(f"GET {page}: HTTP {answer.status_code}\n{(workdir / 'web.log').read_text()[-3000:]}")
             with client.stream("GET", "/compliance/export/?format=csv") as export:
                 rows = sum(chunk.count(b"\n") for chunk in export.iter_bytes())
             seconds = time.perf_counter() - started

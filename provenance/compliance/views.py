@@ -104,9 +104,13 @@ def report(request: HttpRequest) -> HttpResponse:
 
 
 def _report_context(form: services.ReportForm, result: services.Report | None) -> dict[str, object]:
-    key = services.keyring().current()
+    # The report needs no signing key; a deployment without PROVENANCE_FERNET_KEY is told why VSAs are off.
+    try:
+        key, key_error = services.keyring().current(), ""
+    except ProvenanceError as err:
+        key, key_error = None, err.message
     return {"form": form, "report": result, "sources": Source.objects.only("id", "name")[:500],
-            "policies": Policy.objects.only("id", "name")[:500], "signing_key": key,
+            "policies": Policy.objects.only("id", "name")[:500], "signing_key": key, "signing_key_error": key_error,
             "bars": [(label, n, t, round(100 * n / t) if t else 0) for label, n, t in result.coverage]
             if result else []}
 

@@ -161,6 +161,15 @@ def test_the_report_shows_coverage_failing_images_and_who_changed_policies(image
     assert "policy.create" in text and "Failing images" in text and "release-signature" in text
 
 
+def test_the_report_works_without_a_signing_key_and_says_why_summaries_cannot_be_signed(viewer, settings) -> None:  # type: ignore[no-untyped-def]
+    # Production without PROVENANCE_FERNET_KEY: the key that would encrypt the signing key is missing (it was a 500).
+    settings.TESTING, settings.DEBUG, settings.DEMO, settings.PROVENANCE_FERNET_KEY = False, False, False, ""
+    page = viewer.get("/compliance/")
+    assert page.status_code == 200
+    assert b'id="signing-key-error"' in page.content and b"PROVENANCE_FERNET_KEY is not set" in page.content
+    assert viewer.get("/compliance/signing-key.pub").status_code >= 400
+
+
 def test_the_report_refuses_a_backwards_period(viewer) -> None:  # type: ignore[no-untyped-def]
     page = viewer.get("/compliance/?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z")
     assert page.status_code == 400 and b"since must not be after until" in page.content
