@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -121,7 +123,6 @@ def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("docker-registry")
     if binary is None:
         sys.exit("docker-registry not installed: apt-get install docker-registry")
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -145,22 +146,59 @@ def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("docker-registry did not start")
 
 
-def delay_registry(port: int, milliseconds: float) -> bool:
-    """Delay packets from the registry's port on loopback (nothing else: PostgreSQL and Redis stay local)."""
-    if shutil.which("tc") is None or os.geteuid() != 0:
-        sys.exit("--registry-latency needs root and tc (iproute2)")
-    commands = [
-        ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio"],
-        ["tc", "qdisc", "add", "dev", "lo", "parent", "1:3", "handle", "30:", "netem", "delay", f"{milliseconds}ms"],
-        ["tc", "filter", "add", "dev", "lo", "protocol", "ip", "parent", "1:0", "prio", "1", "u32", "match", "ip",
-         "sport", str(port), "0xffff", "flowid", "1:3"],
-    ]
-    for command in commands:
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False, capture_output=True)
-            sys.exit(f"{' '.join(command)}: {done.stderr.strip()}")
-    return True
+def _proxy_main(listener: socket.socket, upstream: tuple[str, int], delay: float) -> None:
+    """A TCP proxy that holds every chunk of the registry's answers for ``delay`` seconds (requests pass at
+    once): a registry one network round trip away. Runs in its own process."""
+    import asyncio
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hold: float) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def pump() -> None:
+            while data := await reader.read(65536):
+                await queue.put((loop.time() + hold, data))
+            await queue.put((loop.time() + hold, b""))
+
+        async def deliver() -> None:
+            while True:
+                when, data = await queue.get()
+                if when > loop.time():
+                    await asyncio.sleep(when - loop.time())
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        try:
+            await asyncio.gather(pump(), deliver())
+        except OSError:
+            writer.close()
+
+    async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*upstream)
+        await asyncio.gather(pipe(client_reader, up_writer, 0.0), pipe(up_reader, client_writer, delay))
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, sock=listener)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start_latency_proxy(registry_host: str, milliseconds: float) -> tuple[multiprocessing.Process, str]:
+    """Start the delaying proxy in front of the registry; returns it and the address to use instead."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+    proxy_port = listener.getsockname()[1]
+    address, _, port = registry_host.rpartition(":")
+    process = multiprocessing.get_context("fork").Process(
+        target=_proxy_main, args=(listener, (address, int(port)), milliseconds / 1000), daemon=True)
+    process.start()
+    listener.close()
+    return process, f"127.0.0.1:{proxy_port}"
 
 
 def peak_rss_mb(pids: list[int]) -> float:
@@ -230,8 +268,9 @@ def main() -> None:
     parser.add_argument("--cosign", type=int, default=40,
                         help="signed images also verified by a loop of cosign verify + verify-attestation (0: none)")
     parser.add_argument("--registry-latency", type=float, default=0, metavar="MS",
-                        help="delay the registry's answers by MS milliseconds (Linux tc netem on loopback, as root): "
-                             "a registry across a network, so that neither it nor the machine's CPU is the limit")
+                        help="hold the registry's answers MS milliseconds (a proxy in front of it; its CPU counts as "
+                             "the registry's): a registry across a network, where latency rather than this "
+                             "machine's two cores limits one worker")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     broker = os.environ.get("CELERY_BROKER_URL", "")
@@ -245,7 +284,7 @@ def main() -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     workdir = Path(tempfile.mkdtemp(prefix="provenance-pipeline-"))
-    registry, workers, delayed = None, [], False
+    registry, workers, proxy = None, [], None
     try:
         base, _, _ = database_url.rpartition("/")
         queue = f"bench-{uuid.uuid4().hex[:8]}"
@@ -255,7 +294,8 @@ def main() -> None:
                "SECRET_KEY": secrets.token_urlsafe(40), "PROVENANCE_ALLOW_PRIVATE_REGISTRIES": "1",
                "PROVENANCE_SECURE_COOKIES": "0",
                "PROVENANCE_SCAN_CHUNK": str(args.chunk), "PROVENANCE_SQL_COUNT_DIR": str(workdir / "sql"),
-               "PROVENANCE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+               "PROVENANCE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+               "DJANGO_SETTINGS_MODULE": "provenance.settings"}
         (workdir / "sql").mkdir()
         os.environ.update({k: v for k, v in env.items() if k != "PROVENANCE_SQL_COUNT_DIR"})
         import django
@@ -266,13 +306,15 @@ def main() -> None:
 
         call_command("migrate", verbosity=0)
         registry, host = start_registry(workdir)
+        component_pids = [registry.pid]
         if args.registry_latency:
-            delayed = delay_registry(int(host.rpartition(":")[2]), args.registry_latency)
+            proxy, host = start_latency_proxy(host, args.registry_latency)
+            component_pids.append(proxy.pid)
         started = time.perf_counter()
         seed(Storage(workdir / "data"), args.images, args.signed)
         print(f"seeded {args.images} images ({args.signed} signed and attested) in "
               f"{time.perf_counter() - started:.1f} s")
-        report(args, env, host, workers, workdir, registry.pid)
+        report(args, env, host, workers, workdir, component_pids)
     finally:
         for worker in workers:
             worker.terminate()
@@ -281,8 +323,8 @@ def main() -> None:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
-        if delayed:
-            subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+        if proxy is not None:
+            proxy.terminate()
         if registry is not None:
             registry.terminate()
         from django.db import connections
@@ -294,7 +336,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, env: dict[str, str], host: str, workers: list, workdir: Path,  # type: ignore[type-arg]
-           registry_pid: int) -> None:  # type: ignore[type-arg]
+           registry_pids: list[int]) -> None:  # type: ignore[type-arg]
     from provenance.policies import services as policy_services
     from provenance.sources import services
     from provenance.sources.models import Scan, ScanChunk, Source
@@ -323,7 +365,7 @@ spec:
     print(f"{args.workers} worker process(es) x {args.concurrency}, chunk {args.chunk}, PostgreSQL + Redis\n")
     print(f"{'run':<10} {'images':>7} {'wall s':>8} {'images/s':>9} {'SQL/image':>10} {'chunks':>7} {'state':>6}")
     components = {"worker": lambda: [w.pid for w in workers], "postgres": lambda: pids_named("postgres"),
-                  "registry": lambda: [registry_pid], "redis": lambda: pids_named("redis-server")}
+                  "registry": lambda: registry_pids, "redis": lambda: pids_named("redis-server")}
     cpu_lines = []
     for label in ("scan", "re-scan"):
         before = _sql(workdir)
@@ -341,7 +383,7 @@ spec:
         statements = _sql(workdir) - before
         per_image = "  ".join(f"{name} {seconds * 1000 / max(1, scan.total):.1f}" for name, seconds in cpu.items())
         busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
-        cpu_lines.append(f"{label:<10} CPU ms per image: {per_image}; machine {busy:.0%} busy "
+        cpu_lines.append(f"CPU ms per image, {label + ':':<8} {per_image}; machine {busy:.0%} busy "
                          f"({os.cpu_count()} cores)")
         chunks = ScanChunk.objects.filter(scan=scan).count()
         if label == "scan":
@@ -380,7 +422,6 @@ def web_rss(env: dict[str, str], workdir: Path, images: int) -> None:
     """The web process as production runs it (gunicorn, DEBUG off) on the scanned fleet: a viewer logs in and
     reads the pages and API users read most (fleet pages, filters, coverage, an artifact, a CSV export of the
     fleet); prints the largest gunicorn process's peak RSS."""
-    import socket
 
     import httpx
     from django.contrib.auth import get_user_model

@@ -29,4 +29,5 @@ def test_the_pipeline_benchmark_scans_and_rescans() -> None:
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith(("scan ", "re-scan"))}
     assert rows["scan"][1] == rows["re-scan"][1] == "40" and rows["scan"][5] == "3" and rows["scan"][6] == "done"
     assert "errors=0 fetched=40" in done.stdout and "fetched=0 unchanged=40" in done.stdout
-    assert "worker peak RSS" in done.stdout
+    assert "worker peak RSS" in done.stdout and "CPU ms per image, re-scan: worker" in done.stdout
+    assert "web (gunicorn, 1 worker, DEBUG off)" in done.stdout and "CSV export of 40 rows" in done.stdout
