@@ -82,6 +82,7 @@ class Found:
     fingerprint: str = ""
 
 
+@transaction.atomic
 def store_discovery(source: Source, repository: str, found: Discovery, results: list[verify.Verified], *,
                     fingerprint: str = "") -> Artifact:
     """Store the artifacts (index and platforms), their evidence and verdicts; idempotent per digest."""
@@ -272,7 +273,6 @@ def current_tags(source: Source, repository: str, tags: Sequence[str] | None = N
     return {tag: digest for tag, digest in latest.items() if digest}
 
 
-@transaction.atomic
 @dataclass(frozen=True, slots=True)
 class TagChanges:
     """What :func:`record_tags` changed: the new history events, and the artifacts whose tags (so whose names,
@@ -282,6 +282,7 @@ class TagChanges:
     artifacts: frozenset[int] = frozenset()
 
 
+@transaction.atomic
 def record_tags(source: Source, repository: str, pointing: dict[str, Digest]) -> TagChanges:
     """Record where each tag points now, for a batch of tags: a history event for each one that moved or is new,
     and each tag attached to its digest's stored artifact (and detached from any other). A constant number of

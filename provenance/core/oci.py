@@ -484,6 +484,9 @@ class RegistryClient:
             max_bytes=self.max_manifest_bytes,
             what=what,
         )
+        return self._manifest_from(reply, ref, what)
+
+    def _manifest_from(self, reply: _Reply, ref: str | Digest, what: str) -> Manifest:
         self._check(reply, what)
         data = reply.body
         if isinstance(ref, Digest):
@@ -531,6 +534,24 @@ class RegistryClient:
             return self.get_manifest(repository, ref).digest
         except NotFoundError:
             return None
+
+    def get_manifest_if_changed(self, repository: str, tag: str, known: Digest) -> Manifest | None:
+        """Fetch the manifest ``tag`` names unless it is still ``known``: one conditional GET (``If-None-Match``
+        with the digest, the registry's ETag for a manifest). Returns None when the registry answers 304 Not
+        Modified, else the manifest (checked as :meth:`get_manifest` checks it; a registry that ignores the
+        condition just sends it). Raises as :meth:`get_manifest`.
+        """
+        repository = validate_repository(repository)
+        ref = validate_reference(tag)
+        if not isinstance(ref, str) or not isinstance(known, Digest):
+            raise TypeError("a tag and a known Digest are expected")
+        url = f"{self._base}/v2/{repository}/manifests/{ref}"
+        what = f"manifest {_describe(repository, ref)}"
+        reply = self._request("GET", url, scope=_pull_scope(repository), max_bytes=self.max_manifest_bytes,
+                              what=what, headers={"Accept": MANIFEST_ACCEPT, "If-None-Match": f'"{known}"'})
+        if reply.status == 304:
+            return None
+        return self._manifest_from(reply, ref, what)
 
     def get_blob(self, repository: str, digest: Digest, *, max_bytes: int | None = None) -> bytes:
         """Fetch a blob, streamed and capped at ``max_bytes`` (default ``max_blob_bytes``).

@@ -44,7 +44,15 @@ from provenance.core.errors import (
     ProvenanceError,
     TransientError,
 )
-from provenance.core.oci import Budget, ListingTruncatedError, Metered, Registry, RegistryClient, signature_place
+from provenance.core.oci import (
+    Budget,
+    ListingTruncatedError,
+    Manifest,
+    Metered,
+    Registry,
+    RegistryClient,
+    signature_place,
+)
 from provenance.core.ocilayout import OciLayout, extract_layout_tar
 from provenance.core.trustroot import TrustRoot as CoreTrustRoot
 from provenance.core.types import Digest, IdentityPolicy, ImageRef
@@ -855,7 +863,7 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
              pool: ThreadPoolExecutor, lookups: ThreadPoolExecutor, tracker: _Progress) -> None:
     """Resolve, look at, verify and store ``targets``; record their tags; evaluate the policies over them."""
     source = run.source
-    groups = _resolve(access, targets, pool, tracker, source)
+    groups, manifests = _resolve(access, targets, pool, tracker, source)
     futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
     stored = artifact_services.stored_trees(source, list(groups))
     # Bytes fetched and time spent by this scan (by this chunk, of a large one): past either, the images not yet
@@ -867,6 +875,7 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
     for (repository, digest), group in groups.items():
         artifact, nodes = stored.get((repository, str(digest)), (None, []))
         future = pool.submit(_examine, access, repository, digest, nodes=nodes,
+                             manifest=manifests.get((repository, digest)),
                              stored=artifact.evidence_fingerprint if artifact is not None else "", policy=run.policy,
                              trust=run.trust, listed=listed, scan_budget=scan_budget, lookups=lookups)
         futures[future] = (repository, digest, group)
@@ -904,25 +913,49 @@ def _announce(scan_id: int) -> None:
 
 
 def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tracker: _Progress,
-             source: Source) -> dict[tuple[str, Digest], list[Target]]:
-    """Resolve tags to digests (HEAD); group targets by digest. A tag gone since the listing is recorded gone."""
-    def resolve(target: Target) -> Digest:
+             source: Source) -> tuple[dict[tuple[str, Digest], list[Target]], dict[tuple[str, Digest], Manifest]]:
+    """Resolve tags to digests; group targets by digest. A tag gone since the listing is recorded gone.
+
+    A tag seen before costs one conditional GET (304 while it names the same digest); a new one, or one that
+    moved, is fetched at once and its manifest kept for discovery. Registries (layouts) without conditional
+    requests are asked by HEAD."""
+    known: dict[tuple[str, str], Digest] = {}
+    for repository in {t.repository for t in targets if t.tag is not None}:
+        tags = [t.tag for t in targets if t.repository == repository and t.tag is not None]
+        known.update({(repository, tag): Digest.parse(digest)
+                      for tag, digest in artifact_services.current_tags(source, repository, tags).items()})
+    conditional = getattr(access.registry, "get_manifest_if_changed", None)
+
+    def resolve(target: Target) -> tuple[Digest, Manifest | None]:
         if target.tag is None:
-            return Digest.parse(target.reference)
-        head = getattr(access.registry, "head_manifest", None)
-        digest = head(target.repository, target.tag) if head is not None else None
+            return Digest.parse(target.reference), None
+        try:
+            if conditional is not None:
+                before = known.get((target.repository, target.tag))
+                if before is None:
+                    manifest = access.registry.get_manifest(target.repository, target.tag)
+                else:
+                    manifest = conditional(target.repository, target.tag, before)
+                    if manifest is None:
+                        return before, None
+                return manifest.digest, manifest
+            head = getattr(access.registry, "head_manifest", None)
+            digest = head(target.repository, target.tag) if head is not None else None
+        except NotFoundError:
+            digest = None
         if digest is None:
-            # Distribution answers 404 to HEAD for a tag that was listed a moment ago and deleted since.
+            # Distribution answers 404 for a tag that was listed a moment ago and deleted since.
             raise NotFoundError(f"tag {target} was listed but no longer exists (deleted since?)",
                                 code="tag_gone")
-        return digest
+        return digest, None
 
     groups: dict[tuple[str, Digest], list[Target]] = {}
+    manifests: dict[tuple[str, Digest], Manifest] = {}
     gone: dict[str, list[str]] = {}
     futures = [(target, pool.submit(resolve, target)) for target in targets]
     for target, future in futures:
         try:
-            digest = future.result()
+            digest, manifest = future.result()
         except AccessError:
             raise
         except ProvenanceError as err:
@@ -932,9 +965,11 @@ def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tr
             tracker.advance(1)
             continue
         groups.setdefault((target.repository, digest), []).append(target)
+        if manifest is not None:
+            manifests[(target.repository, digest)] = manifest
     for repository, tags in gone.items():
         artifact_services.record_tags_gone(source, repository, tags)
-    return groups
+    return groups, manifests
 
 
 @dataclass(frozen=True, slots=True)
@@ -954,7 +989,8 @@ def _metered(registry: Registry, budget: Budget) -> Metered:
 
 def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tuple[Digest, str]], stored: str,
              policy: str, trust: _Trust, listed: dict[str, frozenset[str]],
-             scan_budget: Budget | None = None, lookups: ThreadPoolExecutor | None = None) -> _Examined:
+             scan_budget: Budget | None = None, lookups: ThreadPoolExecutor | None = None,
+             manifest: Manifest | None = None) -> _Examined:
     """On a worker thread: skip an unchanged digest cheaply, else discover and verify (no database here).
 
     Everything fetched for the image spends its budget (PROVENANCE_MAX_IMAGE_BYTES, _SECONDS) and the scan's."""
@@ -973,9 +1009,13 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
         )
         if current == stored:
             return _Examined(digest, unchanged=True)
-    found = core_discovery.discover(registry, repository, digest,
-                                    signature_repository=access.signature_repository,
-                                    signature_registry=signature_registry, listed_tags=listed, executor=lookups)
+    options: dict[str, Any] = {"signature_repository": access.signature_repository,
+                               "signature_registry": signature_registry, "listed_tags": listed, "executor": lookups}
+    if manifest is not None:  # fetched when its tag was resolved: counted against the image's budget here
+        registry.budget.charge(len(manifest.data))
+        found = core_discovery.discover_manifest(registry, repository, manifest, **options)
+    else:
+        found = core_discovery.discover(registry, repository, digest, **options)
     results = artifact_services.verify_discovery(found, trust_root=trust.trust_root, identity=trust.identity,
                                                  public_keys=trust.public_keys, require_tlog=trust.require_tlog)
     fingerprint = _combined(found.fingerprint, policy) if found.fingerprint else ""

@@ -117,6 +117,28 @@ def test_heads_and_gets_reuse_one_kept_alive_connection(registry: RegistryServer
 
 
 @pytest.mark.integration
+def test_a_conditional_get_answers_none_while_the_tag_names_the_known_digest(registry: RegistryServer) -> None:
+    repo, image, other = unique_repository(), make_image(), make_image()
+    with registry.client() as client:
+        push_image(client, repo, image, "v1")
+        assert client.get_manifest_if_changed(repo, "v1", image.digest) is None  # 304 Not Modified
+        moved = client.get_manifest_if_changed(repo, "v1", other.digest)
+        assert moved is not None and moved.digest == image.digest and moved.data == image.manifest
+        with pytest.raises(NotFoundError):
+            client.get_manifest_if_changed(repo, "absent", image.digest)
+
+
+def test_a_registry_that_ignores_the_condition_just_sends_the_manifest(fake_registry: ScriptedServer) -> None:
+    image = make_image()
+    fake_registry.add("GET", "/v2/app/manifests/v1", Scripted(200, image.manifest, {
+        "Content-Type": image.media_type, "Docker-Content-Digest": str(image.digest)}))
+    with fake_registry.client(allow_private=True) as client:
+        manifest = client.get_manifest_if_changed("app", "v1", image.digest)
+    assert manifest is not None and manifest.digest == image.digest
+    assert fake_registry.requests[-1].headers["If-None-Match"] == f'"{image.digest}"'
+
+
+@pytest.mark.integration
 def test_lists_every_tag(registry: RegistryServer) -> None:
     repo, image = unique_repository(), make_image()
     with registry.client() as client:

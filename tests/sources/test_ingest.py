@@ -118,6 +118,46 @@ def test_a_second_scan_changes_nothing_and_skips_unchanged_evidence(registry: Re
 
 
 @pytest.mark.integration
+def test_tags_are_resolved_by_one_request_each_a_conditional_one_once_seen(registry: RegistryServer,
+                                                                            monkeypatch) -> None:
+    from provenance.core.oci import RegistryClient
+
+    repo = unique_repository("resolve")
+    image, other = make_image(), make_image()
+    with registry.client() as client:
+        push_image(client, repo, image, "v1")
+        push_image(client, repo, other, "v2")
+    calls: list[tuple[str, str]] = []
+    for name in ("head_manifest", "get_manifest", "get_manifest_if_changed"):
+        original = getattr(RegistryClient, name)
+
+        def counted(self, repository, reference, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            result = _original(self, repository, reference, *args, **kwargs)
+            calls.append((_name, str(reference), result is None))
+            return result
+
+        monkeypatch.setattr(RegistryClient, name, counted)
+    source = repository_source(registry, repo)
+
+    run(source)  # new tags: a GET each, whose manifest discovery uses (no HEAD, no second GET by digest)
+    assert sorted((n, r) for n, r, _ in calls if r in ("v1", "v2") or r.startswith("sha256:")) == [
+        ("get_manifest", "v1"), ("get_manifest", "v2")]
+
+    calls.clear()
+    again = run(source)  # seen tags: one conditional GET each, answered 304
+    assert (again.fetched, again.unchanged) == (0, 2)
+    assert sorted(c for c in calls if c[1] in ("v1", "v2")) == [
+        ("get_manifest_if_changed", "v1", True), ("get_manifest_if_changed", "v2", True)]
+
+    with registry.client() as client:  # v2 moves to v1's image: the conditional GET brings the manifest
+        client.push_manifest(repo, "v2", image.manifest, image.media_type)
+    calls.clear()
+    run(source)
+    assert ("get_manifest_if_changed", "v2", False) in calls
+    assert tags_of(source) == {"v1": str(image.digest), "v2": str(image.digest)}
+
+
+@pytest.mark.integration
 def test_an_unchanged_image_is_evaluated_again_only_when_its_names_changed_or_its_verdict_is_missing(
     registry: RegistryServer, cosign_cli: CosignCli
 ) -> None:
