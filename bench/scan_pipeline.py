@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.scratch import scratch_database  # noqa: E402
+
 IDENTITY = "https://github.com/provenance-bench/app/.github/workflows/release.yml@refs/heads/main"
 ISSUER = "https://token.actions.githubusercontent.com"
 REPOSITORY = "bench/fleet"
@@ -277,61 +279,43 @@ def main() -> None:
     if not database_url.startswith("postgres") or not broker.startswith("redis"):
         sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis): this measures the production setup")
 
-    import psycopg
-
-    name = f"bench_pipeline_{os.getpid()}"
-    admin_url = database_url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
     workdir = Path(tempfile.mkdtemp(prefix="provenance-pipeline-"))
     registry, workers, proxy = None, [], None
+    # As production runs (DEBUG off: no query log growing in the workers), with the local registry allowed.
+    settings = {"PROVENANCE_CELERY_QUEUE": f"bench-{uuid.uuid4().hex[:8]}", "PROVENANCE_DATA_DIR": str(workdir / "var"),
+                "PROVENANCE_SIGSTORE_TUF": "0", "SECRET_KEY": secrets.token_urlsafe(40),
+                "PROVENANCE_ALLOW_PRIVATE_REGISTRIES": "1", "PROVENANCE_SECURE_COOKIES": "0",
+                "PROVENANCE_SCAN_CHUNK": str(args.chunk), "PROVENANCE_LOG_LEVEL": "WARNING",
+                "PYTHONPATH": str(ROOT)}
+    os.environ.update(settings)
     try:
-        base, _, _ = database_url.rpartition("/")
-        queue = f"bench-{uuid.uuid4().hex[:8]}"
-        env = {**os.environ, "DATABASE_URL": f"{base}/{name}", "PROVENANCE_CELERY_QUEUE": queue,
-               # As production runs (DEBUG off: no query log growing in the workers), with the local registry allowed.
-               "PROVENANCE_DATA_DIR": str(workdir / "var"), "PROVENANCE_DEBUG": "0", "PROVENANCE_SIGSTORE_TUF": "0",
-               "SECRET_KEY": secrets.token_urlsafe(40), "PROVENANCE_ALLOW_PRIVATE_REGISTRIES": "1",
-               "PROVENANCE_SECURE_COOKIES": "0",
-               "PROVENANCE_SCAN_CHUNK": str(args.chunk), "PROVENANCE_SQL_COUNT_DIR": str(workdir / "sql"),
-               "PROVENANCE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
-               "DJANGO_SETTINGS_MODULE": "provenance.settings"}
-        (workdir / "sql").mkdir()
-        os.environ.update({k: v for k, v in env.items() if k != "PROVENANCE_SQL_COUNT_DIR"})
-        import django
-
-        os.environ["DJANGO_SETTINGS_MODULE"] = "provenance.settings"
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        registry, host = start_registry(workdir)
-        component_pids = [registry.pid]
-        if args.registry_latency:
-            proxy, host = start_latency_proxy(host, args.registry_latency)
-            component_pids.append(proxy.pid)
-        started = time.perf_counter()
-        seed(Storage(workdir / "data"), args.images, args.signed)
-        print(f"seeded {args.images} images ({args.signed} signed and attested) in "
-              f"{time.perf_counter() - started:.1f} s")
-        report(args, env, host, workers, workdir, component_pids)
-    finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
+        with scratch_database("pipeline", debug=False):
+            env = {**os.environ, "PROVENANCE_SQL_COUNT_DIR": str(workdir / "sql")}
+            (workdir / "sql").mkdir()
+            registry, host = start_registry(workdir)
+            component_pids = [registry.pid]
+            if args.registry_latency:
+                proxy, host = start_latency_proxy(host, args.registry_latency)
+                component_pids.append(proxy.pid)
+            started = time.perf_counter()
+            seed(Storage(workdir / "data"), args.images, args.signed)
+            print(f"seeded {args.images} images ({args.signed} signed and attested) in "
+                  f"{time.perf_counter() - started:.1f} s")
             try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+                report(args, env, host, workers, workdir, component_pids)
+            finally:
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    try:
+                        worker.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
+    finally:
         if proxy is not None:
             proxy.terminate()
         if registry is not None:
             registry.terminate()
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(workdir, ignore_errors=True)
 
 

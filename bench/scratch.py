@@ -15,9 +15,10 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextmanager
-def scratch_database(label: str) -> Iterator[None]:
-    """Create ``bench_<label>_<pid>`` on the PostgreSQL of ``DATABASE_URL``, point Django at it (debug settings),
-    migrate it, and drop it afterwards whatever happens. Exits with a message without PostgreSQL."""
+def scratch_database(label: str, *, debug: bool = True) -> Iterator[None]:
+    """Create ``bench_<label>_<pid>`` on the PostgreSQL of ``DATABASE_URL``, point Django at it (debug settings
+    unless ``debug`` is False: then the caller sets SECRET_KEY), migrate it, and drop it afterwards whatever
+    happens. Exits with a message without PostgreSQL."""
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     if not server.startswith("postgres"):
         sys.exit(f"bench/{label} needs PostgreSQL: set DATABASE_URL to a server it may create a database on")
@@ -29,8 +30,8 @@ def scratch_database(label: str) -> Iterator[None]:
         connection.execute(f'CREATE DATABASE "{name}"')
     try:
         os.environ["DATABASE_URL"] = with_database(server, name)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "provenance.settings")
-        os.environ["PROVENANCE_DEBUG"] = "1"
+        os.environ["DJANGO_SETTINGS_MODULE"] = "provenance.settings"
+        os.environ["PROVENANCE_DEBUG"] = "1" if debug else "0"
         import django
 
         django.setup()
