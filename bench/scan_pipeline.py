@@ -5,8 +5,11 @@ Starts its own ``docker-registry`` (127.0.0.1, a temporary directory) and writes
 storage (fast: one shared config and layer, a distinct manifest per image); the first ``--signed`` of them get a
 cosign signature and two attestations (SLSA provenance, SPDX) by the project's test Sigstore. Creates its own
 database on the PostgreSQL of ``DATABASE_URL`` (dropped afterwards) and a private queue on the Redis of
-``CELERY_BROKER_URL``, starts ``--workers`` worker processes of ``--concurrency`` each, and prints: wall time,
-images/s, SQL statements per image (counted in the workers), the workers' peak RSS, chunks.
+``CELERY_BROKER_URL``, starts ``--workers`` worker processes of ``--concurrency`` each (production settings:
+DEBUG off), and prints: wall time, images/s, SQL statements per image (counted in the workers), CPU ms per image
+of the workers, PostgreSQL, the registry and Redis, the workers' peak RSS, chunks; then the same images through a
+loop of ``cosign verify`` + ``verify-attestation`` (one and two at a time) and the web process's peak RSS under
+gunicorn serving the scanned fleet. ``--registry-latency MS`` puts a delaying proxy in front of the registry.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test CELERY_BROKER_URL=redis://127.0.0.1:6379/11 \\
         .venv/bin/python bench/scan_pipeline.py [--images 500] [--signed 100] [--workers 1] [--concurrency 2]
