@@ -863,15 +863,15 @@ def _process(run: _Run, access: Access, targets: list[Target], listed: dict[str,
              pool: ThreadPoolExecutor, lookups: ThreadPoolExecutor, tracker: _Progress) -> None:
     """Resolve, look at, verify and store ``targets``; record their tags; evaluate the policies over them."""
     source = run.source
-    groups, manifests = _resolve(access, targets, pool, tracker, source)
-    futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
-    stored = artifact_services.stored_trees(source, list(groups))
-    # Bytes fetched and time spent by this scan (by this chunk, of a large one): past either, the images not yet
-    # done stop with the reason, and the task ends before its time limit would kill it.
+    # Bytes fetched and time spent by this scan (by this chunk, of a large one), tags resolved included: past
+    # either, the images not yet done stop with the reason, and the task ends before its time limit would kill it.
     scan_budget = Budget(max_bytes=settings.PROVENANCE_MAX_SCAN_BYTES, what="scan",
                          bytes_limit="PROVENANCE_MAX_SCAN_BYTES",
                          max_seconds=float(settings.PROVENANCE_MAX_SCAN_SECONDS),
                          seconds_limit="PROVENANCE_MAX_SCAN_SECONDS")
+    groups, manifests = _resolve(access, targets, pool, tracker, source, scan_budget)
+    futures: dict[Future[_Examined], tuple[str, Digest, list[Target]]] = {}
+    stored = artifact_services.stored_trees(source, list(groups))
     for (repository, digest), group in groups.items():
         artifact, nodes = stored.get((repository, str(digest)), (None, []))
         future = pool.submit(_examine, access, repository, digest, nodes=nodes,
@@ -913,7 +913,8 @@ def _announce(scan_id: int) -> None:
 
 
 def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tracker: _Progress,
-             source: Source) -> tuple[dict[tuple[str, Digest], list[Target]], dict[tuple[str, Digest], Manifest]]:
+             source: Source, budget: Budget
+             ) -> tuple[dict[tuple[str, Digest], list[Target]], dict[tuple[str, Digest], Manifest]]:
     """Resolve tags to digests; group targets by digest. A tag gone since the listing is recorded gone.
 
     A tag seen before costs one conditional GET (304 while it names the same digest); a new one, or one that
@@ -929,6 +930,7 @@ def _resolve(access: Access, targets: list[Target], pool: ThreadPoolExecutor, tr
     def resolve(target: Target) -> tuple[Digest, Manifest | None]:
         if target.tag is None:
             return Digest.parse(target.reference), None
+        budget.check()
         try:
             if conditional is not None:
                 before = known.get((target.repository, target.tag))
@@ -997,6 +999,7 @@ def _examine(access: Access, repository: str, digest: Digest, *, nodes: list[tup
     budget = Budget(max_bytes=settings.PROVENANCE_MAX_IMAGE_BYTES, max_seconds=settings.PROVENANCE_MAX_IMAGE_SECONDS,
                     bytes_limit="PROVENANCE_MAX_IMAGE_BYTES", seconds_limit="PROVENANCE_MAX_IMAGE_SECONDS",
                     parent=scan_budget)
+    budget.check()  # an image not begun before the scan's budget ran out is stopped, with the reason
     registry = _metered(access.registry, budget)
     signature_registry = _metered(access.signature_registry, budget) if access.signature_registry else None
     if stored and nodes:

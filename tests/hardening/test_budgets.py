@@ -4,6 +4,7 @@ with the reason stored and the valid evidence kept. Each test prints a line of t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -248,15 +249,31 @@ def test_the_image_time_budget_stops_an_image(hostile: Hostile, settings) -> Non
            f"{cut.count()} SBOMs stored as error limit_exceeded; signature verified")
 
 
+def test_slow_tags_spend_the_scan_time_budget_too(hostile: Hostile, settings) -> None:
+    settings.PROVENANCE_MAX_SCAN_SECONDS = 2
+    settings.PROVENANCE_SCAN_CONCURRENCY = 1
+    for tag in ("a", "b", "c", "d"):
+        _, digest = hostile.image(tag)
+        for reference in (tag, digest):  # the image's manifest is slow to answer, by tag and by digest
+            route = hostile.server.routes[("GET", f"/v2/app/manifests/{reference}")]
+            route[:] = [dataclasses.replace(route[0], delay=1.0)]
+    hostile.list_tags()
+    with measured() as cost:
+        row = scan(hostile.source())
+    assert row.state == Scan.State.DONE and row.error_code == "partial"
+    stopped = [p for p in row.problems if p["code"] == "limit_exceeded"]
+    assert stopped and all("PROVENANCE_MAX_SCAN_SECONDS" in p["message"] for p in stopped)
+    assert cost.seconds < 8
+
+
 def test_the_scan_time_budget_ends_the_task_before_its_time_limit(hostile: Hostile, settings) -> None:
     settings.PROVENANCE_MAX_SCAN_SECONDS = 2
     settings.PROVENANCE_SCAN_CONCURRENCY = 1
     first = _signed(hostile, "a")
     for tag in ("b", "c", "d"):
-        _, digest = hostile.image(tag)
-        hostile.server.routes[("GET", f"/v2/app/manifests/{digest}")] = [  # each image is slow to answer
-            Scripted(200, hostile.server.routes[("GET", f"/v2/app/manifests/{digest}")][0].body,
-                     {"Content-Type": MediaType.OCI_MANIFEST}, delay=1.0)]
+        digest = _signed(hostile, tag)
+        route = hostile.server.routes[("GET", f"/v2/app/manifests/{digest.tag_prefix}.sig")]
+        route[:] = [dataclasses.replace(route[0], delay=1.0)]  # each image's signature is slow to answer
     hostile.list_tags()
     with measured() as cost:
         row = scan(hostile.source())
@@ -265,5 +282,5 @@ def test_the_scan_time_budget_ends_the_task_before_its_time_limit(hostile: Hosti
     assert stopped and all("PROVENANCE_MAX_SCAN_SECONDS" in p["message"] for p in stopped)
     assert _verified(row, first)
     assert cost.seconds < 8
-    report("four images, three of them slow (1 s a manifest)", "PROVENANCE_MAX_SCAN_SECONDS=2", cost,
+    report("four images, three of them slow (1 s a signature)", "PROVENANCE_MAX_SCAN_SECONDS=2", cost,
            f"{len(stopped)} images stopped with limit_exceeded; scan done (partial), first verified")

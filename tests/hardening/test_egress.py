@@ -116,7 +116,8 @@ def test_error_bodies_are_never_repeated(fake_registry) -> None:
 @pytest.mark.django_db
 def test_a_scan_stores_no_error_body(hostile: Hostile) -> None:
     _, digest = hostile.image("v1")
-    hostile.server.routes[("GET", f"/v2/app/manifests/{digest}")] = [Scripted(400, SECRET)]
+    for reference in ("v1", digest):
+        hostile.server.routes[("GET", f"/v2/app/manifests/{reference}")] = [Scripted(400, SECRET)]
     hostile.list_tags()
     row = scan(hostile.source())
     assert list(problem_codes(row).values()) == ["registry_error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -20,11 +21,15 @@ JSON = {"Content-Type": "application/json"}
 
 
 def serve(server: ScriptedServer, tag: str, body: bytes, *answers: Scripted, digest: Digest | None = None) -> Digest:
-    """Script ``tag`` → digest (HEAD) and the manifest by digest (GET): ``answers``, or ``body``."""
+    """Script ``tag`` → digest (HEAD), and the manifest (GET, by tag as a scan asks for a new tag, and by digest):
+    ``answers``, or ``body``; the answers by tag say the digest in Docker-Content-Digest."""
     digest = digest or Digest.of(body)
     server.add("HEAD", f"/v2/app/manifests/{tag}", Scripted(200, b"", {"Docker-Content-Digest": str(digest)}))
     ok = Scripted(200, body, {"Content-Type": MediaType.OCI_MANIFEST, "Docker-Content-Digest": str(digest)})
     server.add("GET", f"/v2/app/manifests/{digest}", *(answers or (ok,)))
+    server.add("GET", f"/v2/app/manifests/{tag}", *(
+        dataclasses.replace(a, headers={"Content-Type": MediaType.OCI_MANIFEST, "Docker-Content-Digest": str(digest),
+                                        **a.headers}) for a in (answers or (ok,))))
     return digest
 
 
