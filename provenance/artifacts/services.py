@@ -203,15 +203,20 @@ def _evidence_row(artifact_id: int, item: verify.Verified) -> Evidence:
     )
 
 
+def _by_repository(places: list[tuple[str, Digest]]) -> dict[str, list[str]]:
+    """``(repository, digest)`` places as ``{repository: [digest, ...]}``, for one query per repository."""
+    grouped: dict[str, list[str]] = {}
+    for repository, digest in places:
+        grouped.setdefault(repository, []).append(str(digest))
+    return grouped
+
+
 def stored_trees(source: Source, places: list[tuple[str, Digest]]
                  ) -> dict[tuple[str, str], tuple[Artifact, list[tuple[Digest, str]]]]:
     """The stored root artifacts for ``places`` ((repository, digest) pairs) and their ``(digest, level)`` nodes,
     for a cheap re-check; two queries per repository however many places."""
-    by_repository: dict[str, list[str]] = {}
-    for repository, digest in places:
-        by_repository.setdefault(repository, []).append(str(digest))
     found: dict[tuple[str, str], tuple[Artifact, list[tuple[Digest, str]]]] = {}
-    for repository, digests in by_repository.items():
+    for repository, digests in _by_repository(places).items():
         roots = {a.pk: a for a in Artifact.objects.filter(source=source, repository=repository, digest__in=digests,
                                                            parent__isnull=True)}
         children: dict[int, list[tuple[Digest, str]]] = {}
@@ -227,11 +232,8 @@ def stored_trees(source: Source, places: list[tuple[str, Digest]]
 
 def tree_ids(source: Source, places: list[tuple[str, Digest]]) -> list[int]:
     """The ids of the stored artifacts at ``places`` and of their platform children."""
-    by_repository: dict[str, list[str]] = {}
-    for repository, digest in places:
-        by_repository.setdefault(repository, []).append(str(digest))
     ids: list[int] = []
-    for repository, digests in by_repository.items():
+    for repository, digests in _by_repository(places).items():
         roots = list(Artifact.objects.filter(source=source, repository=repository, digest__in=digests,
                                              parent__isnull=True).values_list("pk", flat=True))
         ids += roots + list(Artifact.objects.filter(parent_id__in=roots).values_list("pk", flat=True))
@@ -241,11 +243,8 @@ def tree_ids(source: Source, places: list[tuple[str, Digest]]) -> list[int]:
 def unevaluated(source: Source, places: list[tuple[str, Digest]]) -> list[int]:
     """The stored images at ``places`` whose verdict is older than their evidence (or missing): stored by a
     worker that was stopped before it evaluated them. A constant number of queries per repository."""
-    by_repository: dict[str, list[str]] = {}
-    for repository, digest in places:
-        by_repository.setdefault(repository, []).append(str(digest))
     ids: list[int] = []
-    for repository, digests in by_repository.items():
+    for repository, digests in _by_repository(places).items():
         ids += Artifact.objects.filter(
             Q(trust__isnull=True) | Q(trust__evaluated_at__isnull=True) | Q(trust__evaluated_at__lt=F("checked_at")),
             source=source, repository=repository, digest__in=digests, parent__isnull=True,
